@@ -1,0 +1,5 @@
+import sys
+
+from graphix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``graphix`` command line, one module each (see `graphix.cli`)."""

@@ -1,0 +1,183 @@
+"""Read-only SQLite execution with a time limit and a row cap.
+
+Three layers keep a query from changing a database:
+
+1. the file is opened through a URI with ``mode=ro``, so SQLite itself refuses writes;
+2. an authorizer allows only reading actions (SELECT, reading columns, calling
+   functions, recursive CTEs) and denies everything else, including ATTACH, PRAGMA,
+   VACUUM, transactions and every kind of write;
+3. ``sqlite3`` runs one statement per call, so ``SELECT 1; DROP TABLE t`` is rejected.
+
+A progress handler interrupts a query once its time limit has passed, and results are
+fetched up to a row cap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from graphix.errors import DatabaseError, QueryTimeoutError, SQLExecutionError
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_ROWS = 1000
+
+# SQLite checks the progress handler every this many virtual-machine instructions.
+_PROGRESS_STEPS = 2000
+
+_ALLOWED_ACTIONS = frozenset({
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+})
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Column names and rows of one query; `truncated` is True when the row cap cut it."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple]
+    truncated: bool
+    elapsed_s: float
+
+
+def _authorize(action: int, *_args) -> int:
+    return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
+
+
+def check_database_file(path: str | Path) -> Path:
+    """Return `path` as a Path if it looks like a SQLite file, else raise DatabaseError."""
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"database file not found: {path}; pass the path of a SQLite file")
+    if not path.is_file():
+        raise DatabaseError(f"database path is not a file: {path}; pass the path of a SQLite file")
+    size = path.stat().st_size
+    if size == 0:
+        raise DatabaseError(f"database file is empty: {path}; it holds no tables to query")
+    with path.open("rb") as handle:
+        header = handle.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        raise DatabaseError(
+            f"not a SQLite database: {path} (its first bytes are not the SQLite header); "
+            "pass a SQLite 3 file"
+        )
+    return path
+
+
+def open_readonly(path: str | Path, *, busy_timeout_s: float = 2.0,
+                  restrict: bool = True) -> sqlite3.Connection:
+    """Open a SQLite file read-only (``mode=ro``).
+
+    With `restrict` (the default) the reading-only authorizer is installed too. Schema
+    introspection turns it off because PRAGMA table_info counts as a PRAGMA action; the
+    connection stays read-only through ``mode=ro``.
+    """
+    path = check_database_file(path)
+    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s,
+                                     check_same_thread=False)
+        # Reading the schema here surfaces corruption and locks at open time.
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise _database_error(path, error) from None
+    connection.text_factory = _decode_text
+    if restrict:
+        connection.set_authorizer(_authorize)
+    return connection
+
+
+def _decode_text(value: bytes) -> str:
+    return value.decode("utf-8", errors="replace")
+
+
+def _database_error(path: Path, error: sqlite3.Error) -> DatabaseError:
+    message = str(error)
+    if "locked" in message or "busy" in message:
+        return DatabaseError(f"database is locked: {path}; close the program that is writing to it")
+    return DatabaseError(f"cannot open database {path}: {message}; the file may be corrupt")
+
+
+class ReadOnlyDatabase:
+    """A read-only connection to one SQLite file, reused across queries.
+
+    >>> import tempfile, sqlite3, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.sqlite")
+    >>> with sqlite3.connect(path) as c: _ = c.execute("CREATE TABLE t (x INTEGER)")
+    >>> with ReadOnlyDatabase(path) as db: db.execute("SELECT count(*) AS n FROM t").rows
+    [(0,)]
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._connection = open_readonly(self.path)
+
+    def __enter__(self) -> ReadOnlyDatabase:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def execute(self, sql: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                max_rows: int | None = DEFAULT_MAX_ROWS) -> QueryResult:
+        """Run one statement. `timeout_s=None` or `max_rows=None` remove that limit.
+
+        Raises QueryTimeoutError past the time limit and SQLExecutionError for any
+        other failure, including statements the authorizer denies.
+        """
+        start = time.monotonic()
+        deadline = None if timeout_s is None else start + timeout_s
+        self._connection.set_progress_handler(
+            None if deadline is None else (lambda: time.monotonic() > deadline), _PROGRESS_STEPS
+        )
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(sql)
+            columns = tuple(d[0] for d in cursor.description or ())
+            if max_rows is None:
+                rows = cursor.fetchall()
+                truncated = False
+            else:
+                rows = cursor.fetchmany(max_rows + 1)
+                truncated = len(rows) > max_rows
+                rows = rows[:max_rows]
+        except sqlite3.OperationalError as error:
+            if deadline is not None and "interrupted" in str(error):
+                raise QueryTimeoutError(
+                    f"query on {self.path.name} stopped after the {timeout_s:g} s time limit"
+                ) from None
+            raise SQLExecutionError(f"query on {self.path.name} failed: {error}") from None
+        except sqlite3.DatabaseError as error:
+            if "not authorized" in str(error) or "authorization denied" in str(error):
+                raise SQLExecutionError(
+                    f"query on {self.path.name} rejected: only reading statements (SELECT, WITH) "
+                    "are allowed"
+                ) from None
+            raise SQLExecutionError(f"query on {self.path.name} failed: {error}") from None
+        except (sqlite3.Error, ValueError, OverflowError) as error:
+            # ValueError: NUL characters in the text; OverflowError: huge integer parameters.
+            raise SQLExecutionError(f"query on {self.path.name} failed: {error}") from None
+        finally:
+            cursor.close()
+            self._connection.set_progress_handler(None, 0)
+            if self._connection.in_transaction:
+                self._connection.rollback()
+        return QueryResult(columns, rows, truncated, time.monotonic() - start)
+
+
+def execute(db_path: str | Path, sql: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+            max_rows: int | None = DEFAULT_MAX_ROWS) -> QueryResult:
+    """Run one read-only query on a SQLite file (opens and closes a connection)."""
+    with ReadOnlyDatabase(db_path) as database:
+        return database.execute(sql, timeout_s=timeout_s, max_rows=max_rows)
