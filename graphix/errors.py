@@ -1,6 +1,6 @@
 """Exceptions raised to users of the library.
 
-Every message names the database, example or file involved and says what to do.
+Every message names the database, example or file involved and what to do next.
 The command line turns these into one-line errors; anything else is a bug.
 """
 

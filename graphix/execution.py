@@ -6,7 +6,9 @@ Three layers keep a query from changing a database:
 2. an authorizer allows only reading actions (SELECT, reading columns, calling
    functions, recursive CTEs) and denies everything else, including ATTACH, PRAGMA,
    VACUUM, transactions and every kind of write;
-3. ``sqlite3`` runs one statement per call, so ``SELECT 1; DROP TABLE t`` is rejected.
+3. ``sqlite3`` runs one statement per call, so ``SELECT 1; DROP TABLE t`` is rejected;
+4. a statement must begin with SELECT, WITH or VALUES (after spaces and comments),
+   which also rejects statements such as REINDEX that the authorizer may never see.
 
 A progress handler interrupts a query once its time limit has passed, and results are
 fetched up to a row cap.
@@ -14,6 +16,7 @@ fetched up to a row cap.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -36,6 +39,11 @@ _ALLOWED_ACTIONS = frozenset({
 })
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+_READING_STATEMENT = re.compile(
+    r"^(?:\s|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$))*(?:select|with|values)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def check_database_file(path: str | Path) -> Path:
         raise DatabaseError(f"database path is not a file: {path}; pass the path of a SQLite file")
     size = path.stat().st_size
     if size == 0:
-        raise DatabaseError(f"database file is empty: {path}; it holds no tables to query")
+        raise DatabaseError(f"database file is empty: {path}; pass a SQLite file that contains tables")
     with path.open("rb") as handle:
         header = handle.read(len(_SQLITE_HEADER))
     if header != _SQLITE_HEADER:
@@ -136,6 +144,11 @@ class ReadOnlyDatabase:
         Raises QueryTimeoutError past the time limit and SQLExecutionError for any
         other failure, including statements the authorizer denies.
         """
+        if not _READING_STATEMENT.match(sql):
+            raise SQLExecutionError(
+                f"query on {self.path.name} rejected: only reading statements (SELECT, WITH) "
+                "are allowed"
+            )
         start = time.monotonic()
         deadline = None if timeout_s is None else start + timeout_s
         self._connection.set_progress_handler(

@@ -309,8 +309,13 @@ def spider_type(declared: str | None) -> str:
     declared = (declared or "").lower()
     if any(key in declared for key in ("char", "text", "clob", "string", "varchar")):
         return "text"
-    if "bool" in declared or declared == "bit":
+    if declared == "boolean":
         return "boolean"
+    if declared in ("bool", "bit"):
+        # Spider's tables.json labels declared BOOL and BIT columns "others", and only
+        # BOOLEAN ones "boolean". Matching it keeps introspected schemas like the ones
+        # that models are trained on.
+        return "others"
     if any(key in declared for key in ("date", "time", "year")):
         return "time"
     if any(key in declared for key in ("int", "real", "float", "double", "numeric", "decimal",
