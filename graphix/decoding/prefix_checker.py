@@ -1,0 +1,193 @@
+"""Checks whether decoded text can still grow into a valid query for a schema.
+
+The decoded target is ``db_id | sql``. `PrefixChecker` feeds it character by character:
+first the ``db_id |`` header, then the SQL through the incremental lexer
+(`graphix.decoding.sql_lexer`) into the schema-aware parser
+(`graphix.decoding.sql_grammar`). A state is rejected as soon as no continuation can
+make the query valid; a partial last word (``sing`` while typing ``singer``) stays
+accepted while some keyword, function, schema name or new alias starts with it.
+
+>>> from graphix.schema import Column, Schema, Table
+>>> singer = Table("singer", "singer", (Column("name", "name", "text", "singer"),))
+>>> checker = PrefixChecker(Schema("music", (singer,)))
+>>> checker.check("music | select name from sing").ok
+True
+>>> checker.check("music | select age from singer").rejection.reason.value
+'unknown_column'
+>>> checker.is_complete(checker.check("music | select name from singer"))
+True
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+
+from graphix.decoding import sql_lexer
+from graphix.decoding.sql_grammar import (
+    Grammar, RejectReason, Rejection, SchemaIndex, SelectFrame,
+)
+from graphix.decoding.sql_lexer import END, NUMBER, STRING, SYMBOL, WORD, LexerState
+from graphix.schema import Schema
+
+_EMPTY_LEXER = LexerState()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerState:
+    """The checker's position in a decoded text. States are immutable and cheap to keep."""
+
+    header: str | None
+    """The ``db_id`` header read so far, or None once its ``|`` has been read."""
+    lexer: LexerState
+    stack: tuple
+    rejection: Rejection | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rejection is None
+
+
+class PrefixChecker:
+    """Incremental validity checks of ``db_id | sql`` texts for one schema.
+
+    `with_db_id=False` checks bare SQL without the header.
+    """
+
+    def __init__(self, schema: Schema, *, with_db_id: bool = True):
+        self.index = SchemaIndex(schema)
+        self.grammar = Grammar(self.index)
+        self.db_id = schema.db_id.lower()
+        self.with_db_id = with_db_id
+        self._initial = CheckerState("" if with_db_id else None, _EMPTY_LEXER,
+                                     self.grammar.initial())
+
+    def initial(self) -> CheckerState:
+        return self._initial
+
+    def check(self, text: str) -> CheckerState:
+        """Return the state after reading `text` from the start."""
+        return self.feed(self._initial, text)
+
+    def feed(self, state: CheckerState, text: str) -> CheckerState:
+        """Return the state after reading `text` from `state`; a rejected state stays rejected."""
+        if state.rejection is not None or not text:
+            return state
+        header, lexer, stack = state.header, state.lexer, state.stack
+        try:
+            if header is not None:
+                header, text = self._read_header(header, text)
+                if header is not None:
+                    return CheckerState(header, lexer, stack)
+
+            tokens = []
+            lexer = sql_lexer.lex(lexer, text, tokens.append)
+            feed = self.grammar.feed
+            for token in tokens:
+                stack = feed(stack, token)
+            self._check_partial_token(lexer, stack)
+        except Rejection as rejection:
+            return CheckerState(header, lexer, stack, rejection)
+        except sql_lexer.LexError as error:
+            return CheckerState(header, lexer, stack,
+                                Rejection(RejectReason.BAD_CHARACTER, str(error)))
+        return CheckerState(header, lexer, stack)
+
+    def is_complete(self, state: CheckerState) -> bool:
+        """Whether the text read so far is a whole valid query (the end may come here)."""
+        if state.rejection is not None or state.header is not None:
+            return False
+        tokens = []
+        try:
+            sql_lexer.finish(state.lexer, tokens.append)
+            stack = state.stack
+            for token in tokens:
+                stack = self.grammar.feed(stack, token)
+            return self.grammar.is_complete(stack)
+        except (Rejection, sql_lexer.LexError):
+            return False
+
+    def accepts_prefix(self, text: str) -> bool:
+        return self.check(text).ok
+
+    def accepts_query(self, text: str) -> bool:
+        return self.is_complete(self.check(text))
+
+    # ------------------------------------------------------------------ header
+
+    def _read_header(self, header: str, text: str) -> tuple[str | None, str]:
+        """Consume the ``db_id |`` header; return the header left open and the rest of `text`."""
+        bar = text.find("|")
+        if bar >= 0:
+            name = (header + text[:bar]).strip().lower()
+            if name != self.db_id:
+                raise Rejection(RejectReason.DB_ID,
+                                f"the query names database {name!r}, expected {self.db_id!r}")
+            return None, text[bar + 1:]
+        header += text
+        name = header.lstrip().lower()
+        trimmed = name.rstrip()
+        if trimmed != name:
+            viable = trimmed == self.db_id
+        else:
+            viable = self.db_id.startswith(name)
+        if not viable:
+            raise Rejection(RejectReason.DB_ID,
+                            f"{header.strip()!r} does not start database name {self.db_id!r}")
+        return header, ""
+
+    # ------------------------------------------------------------------ partial tokens
+
+    def _check_partial_token(self, lexer: LexerState, stack: tuple) -> None:
+        """Raise Rejection unless the unfinished token can be completed into a valid one."""
+        mode = lexer.mode
+        if mode == sql_lexer.IDLE:
+            return
+        feed = self.grammar.feed
+        if mode == sql_lexer.IN_WORD:
+            self._check_partial_word(lexer.text.lower(), stack)
+        elif mode == sql_lexer.IN_NUMBER:
+            feed(stack, (NUMBER, lexer.text))
+        elif mode in (sql_lexer.IN_STRING, sql_lexer.AFTER_QUOTE):
+            feed(stack, (STRING, lexer.text))
+        elif mode == sql_lexer.IN_OPERATOR:
+            completions = [lexer.text + c for c in "=>|<"
+                           if lexer.text + c in sql_lexer.TWO_CHAR_OPERATORS]
+            if lexer.text != "!":
+                completions.insert(0, lexer.text)
+            self._first_accepted(stack, [(SYMBOL, c) for c in completions])
+
+    def _check_partial_word(self, prefix: str, stack: tuple) -> None:
+        try:
+            self.grammar.feed(stack, (WORD, prefix))
+            return
+        except Rejection as rejection:
+            first = rejection
+        words = self.index.words
+        start = bisect_left(words, prefix)
+        candidates = []
+        for word in words[start:]:
+            if not word.startswith(prefix):
+                break
+            if word != prefix:
+                candidates.append(word)
+        for frame in stack:
+            if isinstance(frame, SelectFrame):
+                candidates.extend(source.key for source in frame.scope.sources
+                                  if source.key.startswith(prefix) and source.key != prefix)
+        # A word no keyword or schema name starts with may still be a new alias.
+        candidates.append(prefix + "_")
+        try:
+            self._first_accepted(stack, [(WORD, word) for word in candidates])
+        except Rejection:
+            raise first from None
+
+    def _first_accepted(self, stack: tuple, tokens: list) -> None:
+        error = None
+        for token in tokens:
+            try:
+                self.grammar.feed(stack, token)
+                return
+            except Rejection as rejection:
+                error = error or rejection
+        raise error or Rejection(RejectReason.SYNTAX, "no token can follow here")

@@ -1,0 +1,776 @@
+"""A token-at-a-time parser for SQLite SELECT queries that checks names against a schema.
+
+The parser is a pushdown automaton whose stack is a tuple of immutable frames, so a
+parse state costs nothing to keep and feeding one token builds a new state from the
+old one (usually by replacing the top frame). Decoding keeps one state per beam and
+feeds each candidate continuation to it.
+
+Covered SQL: ``select [distinct|all]`` result columns (``*``, ``t.*``, expressions with
+``as`` aliases); ``from`` tables and parenthesized subqueries with optional aliases,
+joined by ``,``, ``join``, ``inner join``, ``left [outer] join``, ``cross join`` or
+``natural join`` with ``on`` conditions; ``where``; ``group by`` with ``having``;
+``order by`` with ``asc``/``desc``; ``limit`` with ``offset``; ``union [all]``,
+``intersect`` and ``except``. Expressions: literals, column references, function calls
+(aggregates with ``distinct`` and ``count(*)``), arithmetic and comparison operators,
+``and``/``or``/``not``, ``[not] in (list or subquery)``, ``[not] like``,
+``[not] between ... and ...``, ``is [not] null``, ``exists (subquery)`` and scalar
+subqueries. Not covered: ``case``, ``cast``, ``with``, window functions, ``using``.
+
+Name checks follow SQLite's rules. A column reference must belong to a table (or
+subquery) of the innermost FROM clause that has it, or of an enclosing query, and an
+unqualified name found in two tables of one FROM clause is ambiguous. The result
+columns come before FROM, so their references are kept as pending and checked when
+the FROM clause ends. A table alias hides the table's own name as a qualifier.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from graphix.decoding.sql_lexer import END, NUMBER, STRING, SYMBOL, WORD, Token
+from graphix.schema import Schema
+
+
+class RejectReason(str, enum.Enum):
+    """Why a prefix can no longer become a valid query."""
+
+    SYNTAX = "syntax"
+    UNBALANCED = "unbalanced"
+    BAD_CHARACTER = "bad_character"
+    DB_ID = "db_id"
+    UNKNOWN_TABLE = "unknown_table"
+    UNKNOWN_COLUMN = "unknown_column"
+    COLUMN_NOT_IN_FROM = "column_not_in_from"
+    UNKNOWN_QUALIFIER = "unknown_qualifier"
+    AMBIGUOUS_COLUMN = "ambiguous_column"
+    UNKNOWN_FUNCTION = "unknown_function"
+
+
+class Rejection(Exception):
+    """Raised when a token makes the query invalid; `reason` says which rule failed."""
+
+    def __init__(self, reason: RejectReason, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+RESERVED = frozenset("""
+    select from where group by having order limit offset union intersect except all
+    distinct as on join inner left right full outer cross natural using and or not in
+    like glob between is null exists case when then else end asc desc cast collate
+    escape isnull notnull
+""".split())
+"""Keywords that cannot be used as a bare identifier in the covered grammar."""
+
+# name: (minimum arguments, maximum arguments or None for any, is aggregate)
+FUNCTIONS: dict[str, tuple[int, int | None, bool]] = {
+    "count": (1, 1, True), "sum": (1, 1, True), "avg": (1, 1, True),
+    "min": (1, None, True), "max": (1, None, True), "total": (1, 1, True),
+    "group_concat": (1, 2, True),
+    "abs": (1, 1, False), "length": (1, 1, False), "lower": (1, 1, False),
+    "upper": (1, 1, False), "round": (1, 2, False), "substr": (2, 3, False),
+    "substring": (2, 3, False), "instr": (2, 2, False), "replace": (3, 3, False),
+    "trim": (1, 2, False), "ltrim": (1, 2, False), "rtrim": (1, 2, False),
+    "coalesce": (2, None, False), "ifnull": (2, 2, False), "nullif": (2, 2, False),
+    "date": (1, None, False), "time": (1, None, False), "datetime": (1, None, False),
+    "julianday": (1, None, False), "strftime": (2, None, False), "random": (0, 0, False),
+    "typeof": (1, 1, False),
+}
+
+LITERAL_WORDS = frozenset({"null", "true", "false", "current_date", "current_time",
+                           "current_timestamp"})
+COMPARISON_AND_ARITHMETIC = frozenset({"=", "==", "!=", "<>", "<", ">", "<=", ">=", "+", "-",
+                                       "*", "/", "%", "||", "<<", ">>"})
+SET_OPERATORS = frozenset({"union", "intersect", "except"})
+
+
+class SchemaIndex:
+    """Lowercased lookups over one schema, built once per schema."""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.db_id = schema.db_id
+        self.table_columns: dict[str, frozenset[str]] = {
+            table.name.lower(): frozenset(column.name.lower() for column in table.columns)
+            for table in schema.tables
+        }
+        self.all_columns: frozenset[str] = frozenset().union(*self.table_columns.values())
+        words = set(self.table_columns) | self.all_columns | RESERVED | set(FUNCTIONS)
+        words |= LITERAL_WORDS
+        self.words: tuple[str, ...] = tuple(sorted(words))
+        """Every keyword, function and schema name, sorted for prefix search."""
+
+
+# ---------------------------------------------------------------------------- scopes
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A table or subquery in a FROM clause, named by its alias or table name."""
+
+    key: str
+    columns: frozenset[str] | None
+    """Column names it provides; None when unknown, which accepts any name."""
+
+
+BEFORE_FROM, IN_FROM, AFTER_FROM = range(3)
+FOUND, MISSING, AMBIGUOUS = range(3)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The names one SELECT core can see, and references waiting for its FROM clause."""
+
+    sources: tuple[Source, ...] = ()
+    from_state: int = BEFORE_FROM
+    pending: tuple[tuple[str | None, str], ...] = ()
+    aliases: frozenset[str] = frozenset()
+    outputs: tuple = ()
+    """Result column names, ``None`` for an unnamed expression, ``("*", qualifier)`` for stars."""
+
+    def lookup(self, qualifier: str | None, column: str) -> int:
+        if qualifier is not None:
+            for source in self.sources:
+                if source.key == qualifier:
+                    if source.columns is None or column in source.columns:
+                        return FOUND
+                    return MISSING
+            return MISSING
+        hits = sum(1 for s in self.sources if s.columns is None or column in s.columns)
+        if hits == 1 or (hits > 1 and column in self.aliases):
+            return FOUND
+        if hits > 1:
+            return AMBIGUOUS
+        return FOUND if column in self.aliases else MISSING
+
+    def has_qualifier(self, name: str) -> bool:
+        return any(source.key == name for source in self.sources)
+
+
+# ---------------------------------------------------------------------------- frames
+
+# SelectFrame states.
+(S_SELECT, S_QUANTIFIER, S_ITEM, S_ITEM_END, S_ALIAS, S_ALIAS_END, S_AFTER_ITEMS, S_SOURCE,
+ S_SOURCE_ALIAS, S_SOURCE_ALIAS_NAME, S_JOIN, S_JOIN_KEYWORD, S_LEFT, S_NATURAL, S_AFTER_FROM,
+ S_AFTER_WHERE, S_GROUP_BY, S_GROUP_ITEM_END, S_AFTER_HAVING, S_SET_OPERATOR, S_ORDER_BY,
+ S_ORDER_ITEM_END, S_ORDER_DIRECTION, S_LIMIT_END, S_END) = range(25)
+
+# ExprFrame states.
+E_OPERAND, E_NAME, E_DOT, E_AFTER, E_NOT, E_IS, E_EXISTS, E_IN = range(8)
+
+# ArgsFrame, ParenFrame and ListFrame states.
+A_START, A_ARGUMENT, A_AFTER_ARGUMENT, A_STAR = range(4)
+P_START, P_CLOSE = range(2)
+L_START, L_AFTER_ITEM = range(2)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectFrame:
+    """A SELECT statement, possibly compound; `nested` when it sits inside parentheses."""
+
+    state: int = S_SELECT
+    scope: Scope = Scope()
+    nested: bool = False
+    compound: bool = False
+    ordered: bool = False
+    on_allowed: bool = False
+    first_outputs: tuple | None = None
+    """The result columns of the first core of a compound query."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExprFrame:
+    """One expression; `star_allowed` for result columns, where ``t.*`` may appear."""
+
+    state: int = E_OPERAND
+    name: str = ""
+    star_allowed: bool = False
+    open_betweens: int = 0
+    operands: int = 0
+    simple: object = None
+    """The column name (or ``("*", qualifier)``) when the expression is just that."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArgsFrame:
+    """The argument list of a function call, after its ``(``."""
+
+    function: str
+    state: int = A_START
+    count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParenFrame:
+    """A parenthesized expression or scalar subquery, after its ``(``."""
+
+    state: int = P_START
+
+
+@dataclass(frozen=True, slots=True)
+class ListFrame:
+    """The value list or subquery of ``in (...)``, after its ``(``."""
+
+    state: int = L_START
+
+
+Stack = tuple
+
+
+def _token_text(token: Token) -> str:
+    kind, text = token
+    if kind == STRING:
+        return f"string '{text}'"
+    if kind == END:
+        return "end of query"
+    return repr(text)
+
+
+class Grammar:
+    """Feeds tokens to parse states of SQL queries over one schema."""
+
+    def __init__(self, schema: Schema | SchemaIndex):
+        self.index = schema if isinstance(schema, SchemaIndex) else SchemaIndex(schema)
+
+    def initial(self) -> Stack:
+        return (SelectFrame(),)
+
+    def feed(self, stack: Stack, token: Token) -> Stack:
+        """Return the state after `token`; raises Rejection when the token is invalid here."""
+        handlers = {
+            SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
+            ParenFrame: self._paren, ListFrame: self._list,
+        }
+        if not stack:
+            raise Rejection(RejectReason.SYNTAX, f"unexpected {_token_text(token)} after the end")
+        consumed = False
+        while not consumed:
+            frame = stack[-1]
+            stack, consumed = handlers[type(frame)](stack, frame, token)
+        return stack
+
+    def is_complete(self, stack: Stack) -> bool:
+        try:
+            return self.feed(stack, (END, "")) == ()
+        except Rejection:
+            return False
+
+    # ------------------------------------------------------------------ stack helpers
+
+    @staticmethod
+    def _set_top(stack: Stack, frame) -> Stack:
+        return stack[:-1] + (frame,)
+
+    def _pop(self, stack: Stack, child) -> Stack:
+        """Remove the finished top frame and let its parent record what it produced."""
+        stack = stack[:-1]
+        if not stack:
+            return stack
+        parent = stack[-1]
+        if isinstance(parent, SelectFrame):
+            return self._set_top(stack, self._select_child_done(parent, child))
+        return stack
+
+    # ------------------------------------------------------------------ SELECT
+
+    def _select(self, stack: Stack, frame: SelectFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        word = text if kind == WORD else None
+        state = frame.state
+
+        if state == S_SELECT:
+            if word == "select":
+                return self._set_top(stack, replace(frame, state=S_QUANTIFIER)), True
+            raise self._unexpected(token, "'select'")
+
+        if state == S_QUANTIFIER:
+            if word in ("distinct", "all"):
+                return self._set_top(stack, replace(frame, state=S_ITEM)), True
+            return self._set_top(stack, replace(frame, state=S_ITEM)), False
+
+        if state == S_ITEM:
+            if token == (SYMBOL, "*"):
+                scope = replace(frame.scope, outputs=frame.scope.outputs + (("*", None),))
+                return self._set_top(stack, replace(frame, state=S_ALIAS_END, scope=scope)), True
+            stack = self._set_top(stack, replace(frame, state=S_ITEM_END))
+            return stack + (ExprFrame(star_allowed=True),), False
+
+        if state == S_ITEM_END:
+            if word == "as":
+                return self._set_top(stack, replace(frame, state=S_ALIAS)), True
+            return self._set_top(stack, replace(frame, state=S_ALIAS_END)), False
+
+        if state == S_ALIAS:
+            if (kind == WORD and word not in RESERVED) or kind == STRING:
+                alias = text.lower()
+                scope = frame.scope
+                scope = replace(scope, aliases=scope.aliases | {alias},
+                                outputs=scope.outputs[:-1] + (alias,))
+                return self._set_top(stack, replace(frame, state=S_ALIAS_END, scope=scope)), True
+            raise self._unexpected(token, "a column alias")
+
+        if state == S_ALIAS_END:
+            if token == (SYMBOL, ","):
+                return self._set_top(stack, replace(frame, state=S_ITEM)), True
+            return self._set_top(stack, replace(frame, state=S_AFTER_ITEMS)), False
+
+        if state == S_AFTER_ITEMS:
+            if word == "from":
+                scope = replace(frame.scope, from_state=IN_FROM)
+                return self._set_top(stack, replace(frame, state=S_SOURCE, scope=scope)), True
+            return self._close_from(stack, frame, S_AFTER_FROM), False
+
+        if state == S_SOURCE:
+            # A schema table may be named like a keyword (``cast``); SQLite accepts it here.
+            if kind == WORD and (word not in RESERVED or word in self.index.table_columns):
+                columns = self.index.table_columns.get(word)
+                if columns is None:
+                    raise Rejection(RejectReason.UNKNOWN_TABLE,
+                                    f"no table {word!r} in database {self.index.db_id!r}")
+                scope = replace(frame.scope, sources=frame.scope.sources + (Source(word, columns),))
+                frame = replace(frame, state=S_SOURCE_ALIAS, scope=scope)
+                return self._set_top(stack, frame), True
+            if token == (SYMBOL, "("):
+                stack = self._set_top(stack, replace(frame, state=S_SOURCE_ALIAS))
+                return stack + (SelectFrame(nested=True),), True
+            raise self._unexpected(token, "a table name or '('")
+
+        if state == S_SOURCE_ALIAS:
+            if word == "as":
+                return self._set_top(stack, replace(frame, state=S_SOURCE_ALIAS_NAME)), True
+            if kind == WORD and word not in RESERVED:
+                return self._set_top(stack, self._rename_last_source(frame, word)), True
+            return self._set_top(stack, replace(frame, state=S_JOIN)), False
+
+        if state == S_SOURCE_ALIAS_NAME:
+            if kind == WORD and word not in RESERVED:
+                return self._set_top(stack, self._rename_last_source(frame, word)), True
+            raise self._unexpected(token, "a table alias")
+
+        if state == S_JOIN:
+            return self._join(stack, frame, token)
+
+        if state == S_JOIN_KEYWORD:
+            if word == "join":
+                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+            raise self._unexpected(token, "'join'")
+
+        if state == S_LEFT:
+            if word == "outer":
+                return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+            if word == "join":
+                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+            raise self._unexpected(token, "'outer' or 'join'")
+
+        if state == S_NATURAL:
+            if word == "left":
+                return self._set_top(stack, replace(frame, state=S_LEFT)), True
+            if word in ("inner", "cross"):
+                return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+            if word == "join":
+                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=False)), True
+            raise self._unexpected(token, "'join'")
+
+        if state == S_AFTER_FROM:
+            if word == "where":
+                return self._set_top(stack, replace(frame, state=S_AFTER_WHERE)) + (ExprFrame(),), True
+            return self._set_top(stack, replace(frame, state=S_AFTER_WHERE)), False
+
+        if state == S_AFTER_WHERE:
+            if word == "group":
+                return self._set_top(stack, replace(frame, state=S_GROUP_BY)), True
+            return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)), False
+
+        if state == S_GROUP_BY:
+            if word == "by":
+                return self._set_top(stack, replace(frame, state=S_GROUP_ITEM_END)) + (ExprFrame(),), True
+            raise self._unexpected(token, "'by'")
+
+        if state == S_GROUP_ITEM_END:
+            if token == (SYMBOL, ","):
+                return stack + (ExprFrame(),), True
+            if word == "having":
+                return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)) + (ExprFrame(),), True
+            return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)), False
+
+        if state == S_AFTER_HAVING:
+            if word in SET_OPERATORS:
+                if frame.ordered:
+                    raise Rejection(RejectReason.SYNTAX,
+                                    f"{word!r} after ORDER BY or LIMIT; SQLite requires them last")
+                first = frame.first_outputs if frame.compound else frame.scope.outputs
+                next_state = S_SET_OPERATOR if word == "union" else S_SELECT
+                frame = SelectFrame(state=next_state, nested=frame.nested, compound=True,
+                                    first_outputs=first)
+                return self._set_top(stack, frame), True
+            if word == "order":
+                return self._set_top(stack, replace(frame, state=S_ORDER_BY)), True
+            if word == "limit":
+                frame = replace(frame, state=S_LIMIT_END, ordered=True)
+                return self._set_top(stack, frame) + (ExprFrame(),), True
+            return self._end(stack, frame, token)
+
+        if state == S_SET_OPERATOR:
+            if word == "all":
+                return self._set_top(stack, replace(frame, state=S_SELECT)), True
+            return self._set_top(stack, replace(frame, state=S_SELECT)), False
+
+        if state == S_ORDER_BY:
+            if word == "by":
+                frame = replace(frame, state=S_ORDER_ITEM_END, ordered=True)
+                return self._set_top(stack, frame) + (ExprFrame(),), True
+            raise self._unexpected(token, "'by'")
+
+        if state in (S_ORDER_ITEM_END, S_ORDER_DIRECTION):
+            if state == S_ORDER_ITEM_END and word in ("asc", "desc"):
+                return self._set_top(stack, replace(frame, state=S_ORDER_DIRECTION)), True
+            if token == (SYMBOL, ","):
+                frame = replace(frame, state=S_ORDER_ITEM_END)
+                return self._set_top(stack, frame) + (ExprFrame(),), True
+            if word == "limit":
+                return self._set_top(stack, replace(frame, state=S_LIMIT_END)) + (ExprFrame(),), True
+            return self._end(stack, frame, token)
+
+        if state == S_LIMIT_END:
+            if word == "offset" or token == (SYMBOL, ","):
+                return self._set_top(stack, replace(frame, state=S_END)) + (ExprFrame(),), True
+            return self._end(stack, frame, token)
+
+        if state == S_END:
+            return self._end(stack, frame, token)
+
+        raise AssertionError(f"unknown SELECT state {state}")
+
+    def _join(self, stack: Stack, frame: SelectFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        word = text if kind == WORD else None
+        if token == (SYMBOL, ","):
+            return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=False)), True
+        if word == "join":
+            return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+        if word in ("inner", "cross"):
+            return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+        if word == "left":
+            return self._set_top(stack, replace(frame, state=S_LEFT)), True
+        if word == "natural":
+            return self._set_top(stack, replace(frame, state=S_NATURAL)), True
+        if word == "on" and frame.on_allowed:
+            frame = replace(frame, on_allowed=False)
+            return self._set_top(stack, frame) + (ExprFrame(),), True
+        return self._close_from(stack, frame, S_AFTER_FROM), False
+
+    def _end(self, stack: Stack, frame: SelectFrame, token: Token) -> tuple[Stack, bool]:
+        """End the statement on ``)`` (nested) or the end of the query (top level)."""
+        kind, text = token
+        if frame.nested and token == (SYMBOL, ")"):
+            return self._pop(stack, frame), True
+        if not frame.nested and kind == END:
+            return self._pop(stack, frame), True
+        if token == (SYMBOL, ")"):
+            raise Rejection(RejectReason.UNBALANCED, "')' without a matching '('")
+        if kind == END:
+            raise Rejection(RejectReason.UNBALANCED, "the query ends inside '('")
+        raise self._unexpected(token, "a clause keyword or the end of the query")
+
+    @staticmethod
+    def _rename_last_source(frame: SelectFrame, alias: str) -> SelectFrame:
+        sources = frame.scope.sources
+        renamed = Source(alias, sources[-1].columns)
+        scope = replace(frame.scope, sources=sources[:-1] + (renamed,))
+        return replace(frame, state=S_JOIN, scope=scope)
+
+    def _select_child_done(self, parent: SelectFrame, child) -> SelectFrame:
+        if isinstance(child, ExprFrame) and parent.state == S_ITEM_END:
+            scope = parent.scope
+            return replace(parent, scope=replace(scope, outputs=scope.outputs + (child.simple,)))
+        if isinstance(child, SelectFrame) and parent.state == S_SOURCE_ALIAS:
+            # A subquery in FROM exposes its result columns under the alias that follows.
+            columns = self._output_columns(child)
+            scope = parent.scope
+            scope = replace(scope, sources=scope.sources + (Source("", columns),))
+            return replace(parent, scope=scope)
+        return parent
+
+    def _output_columns(self, frame: SelectFrame) -> frozenset[str] | None:
+        outputs = frame.first_outputs if frame.compound else frame.scope.outputs
+        names = set()
+        for output in outputs:
+            if isinstance(output, str):
+                names.add(output)
+            elif isinstance(output, tuple):
+                qualifier = output[1]
+                sources = frame.scope.sources if not frame.compound else ()
+                for source in sources:
+                    if qualifier is None or source.key == qualifier:
+                        if source.columns is None:
+                            return None
+                        names |= source.columns
+                if frame.compound:
+                    return None
+        return frozenset(names)
+
+    # ------------------------------------------------------------------ name resolution
+
+    def _close_from(self, stack: Stack, frame: SelectFrame, next_state: int) -> Stack:
+        """Mark the FROM clause of the top SELECT as complete and check its pending names."""
+        pending = frame.scope.pending
+        scope = replace(frame.scope, from_state=AFTER_FROM, pending=())
+        stack = self._set_top(stack, replace(frame, state=next_state, scope=scope))
+        for qualifier, column in pending:
+            if column == "*":
+                if not scope.has_qualifier(qualifier):
+                    raise self._missing(stack, qualifier, column)
+                continue
+            outcome = scope.lookup(qualifier, column)
+            if outcome == AMBIGUOUS:
+                raise self._ambiguous(column)
+            if outcome == MISSING:
+                stack = self._resolve(stack, qualifier, column, len(stack) - 2)
+        return stack
+
+    def _resolve(self, stack: Stack, qualifier: str | None, column: str, start: int) -> Stack:
+        """Check a column reference against the scopes at and below stack position `start`.
+
+        A scope whose FROM clause has not started yet keeps the reference as pending.
+        """
+        for position in range(start, -1, -1):
+            frame = stack[position]
+            if not isinstance(frame, SelectFrame):
+                continue
+            scope = frame.scope
+            if scope.from_state != BEFORE_FROM:
+                outcome = scope.lookup(qualifier, column)
+                if outcome == FOUND:
+                    return stack
+                if outcome == AMBIGUOUS:
+                    raise self._ambiguous(column)
+            if scope.from_state != AFTER_FROM:
+                # SQLite resolves ON conditions against the whole FROM clause, so a table
+                # joined later may still provide the column.
+                self._check_plausible(qualifier, column)
+                scope = replace(scope, pending=scope.pending + ((qualifier, column),))
+                return stack[:position] + (replace(frame, scope=scope),) + stack[position + 1:]
+        raise self._missing(stack, qualifier, column)
+
+    def _check_plausible(self, qualifier: str | None, column: str) -> None:
+        """Reject a reference no FROM clause could provide: a name in no table of the schema."""
+        columns = self.index.all_columns
+        if qualifier is not None and qualifier in self.index.table_columns:
+            columns = self.index.table_columns[qualifier] | self.index.all_columns
+        if column not in columns:
+            raise Rejection(RejectReason.UNKNOWN_COLUMN,
+                            f"no column {column!r} in any table of {self.index.db_id!r}")
+
+    def _missing(self, stack: Stack, qualifier: str | None, column: str) -> Rejection:
+        if qualifier is not None:
+            if not any(isinstance(f, SelectFrame) and f.scope.has_qualifier(qualifier)
+                       for f in stack):
+                return Rejection(RejectReason.UNKNOWN_QUALIFIER,
+                                 f"{qualifier!r} is not a table or alias in FROM")
+            return Rejection(RejectReason.UNKNOWN_COLUMN, f"{qualifier!r} has no column {column!r}")
+        if column in self.index.all_columns:
+            return Rejection(RejectReason.COLUMN_NOT_IN_FROM,
+                             f"column {column!r} belongs to no table in FROM")
+        return Rejection(RejectReason.UNKNOWN_COLUMN,
+                         f"no column {column!r} in any table of {self.index.db_id!r}")
+
+    @staticmethod
+    def _ambiguous(column: str) -> Rejection:
+        return Rejection(RejectReason.AMBIGUOUS_COLUMN,
+                         f"column {column!r} is in more than one table of FROM; qualify it")
+
+    def _could_start_operand(self, stack: Stack, name: str) -> bool:
+        """Whether `name` can begin an operand: a function, a column or a qualifier."""
+        if name in FUNCTIONS:
+            return True
+        for frame in reversed(stack):
+            if not isinstance(frame, SelectFrame):
+                continue
+            scope = frame.scope
+            if scope.from_state != AFTER_FROM:
+                # Any name may become a table alias in the part of FROM still to come.
+                return True
+            if scope.lookup(None, name) != MISSING or scope.has_qualifier(name):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ expressions
+
+    def _expr(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        state = frame.state
+
+        if state == E_OPERAND:
+            return self._operand(stack, frame, token)
+
+        if state == E_NAME:
+            name = frame.name
+            if token == (SYMBOL, "("):
+                if name not in FUNCTIONS:
+                    raise Rejection(RejectReason.UNKNOWN_FUNCTION, f"no function {name!r}")
+                stack = self._set_top(stack, self._after(frame, None))
+                return stack + (ArgsFrame(name),), True
+            if token == (SYMBOL, "."):
+                return self._set_top(stack, replace(frame, state=E_DOT)), True
+            stack = self._resolve(stack, None, name, len(stack) - 2)
+            return self._set_top(stack, self._after(frame, name)), False
+
+        if state == E_DOT:
+            qualifier = frame.name
+            if kind == WORD and (text not in RESERVED or text in self.index.all_columns):
+                stack = self._resolve(stack, qualifier, text, len(stack) - 2)
+                return self._set_top(stack, self._after(frame, text)), True
+            if token == (SYMBOL, "*") and frame.star_allowed and frame.operands == 0:
+                stack = self._check_star_qualifier(stack, qualifier)
+                return self._set_top(stack, self._after(frame, ("*", qualifier))), True
+            raise self._unexpected(token, f"a column name after '{qualifier}.'")
+
+        if state == E_AFTER:
+            return self._after_operand(stack, frame, token)
+
+        if state == E_NOT:
+            if kind == WORD and text == "null":
+                return self._set_top(stack, replace(frame, state=E_AFTER)), True
+            if kind == WORD and text in ("in", "like", "glob", "between"):
+                return self._set_top(stack, replace(frame, state=E_AFTER)), False
+            raise self._unexpected(token, "'in', 'like', 'between' or 'null' after 'not'")
+
+        if state == E_IS:
+            if kind == WORD and text == "not":
+                return self._set_top(stack, replace(frame, state=E_OPERAND)), True
+            return self._set_top(stack, replace(frame, state=E_OPERAND)), False
+
+        if state in (E_EXISTS, E_IN):
+            if token == (SYMBOL, "("):
+                child = SelectFrame(nested=True) if state == E_EXISTS else ListFrame()
+                return self._set_top(stack, replace(frame, state=E_AFTER)) + (child,), True
+            raise self._unexpected(token, "'('")
+
+        raise AssertionError(f"unknown expression state {state}")
+
+    @staticmethod
+    def _after(frame: ExprFrame, simple) -> ExprFrame:
+        simple = simple if frame.operands == 0 else None
+        return replace(frame, state=E_AFTER, name="", operands=frame.operands + 1, simple=simple)
+
+    def _operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        if kind in (NUMBER, STRING):
+            return self._set_top(stack, self._after(frame, None)), True
+        if kind == SYMBOL:
+            if text == "(":
+                return self._set_top(stack, self._after(frame, None)) + (ParenFrame(),), True
+            if text in ("-", "+"):
+                return self._set_top(stack, replace(frame, operands=frame.operands + 1)), True
+            raise self._unexpected(token, "a value, column or '('")
+        if kind == WORD:
+            if text == "not":
+                return self._set_top(stack, replace(frame, operands=frame.operands + 1)), True
+            if text == "exists":
+                return self._set_top(stack, replace(frame, state=E_EXISTS,
+                                                    operands=frame.operands + 1)), True
+            if text in LITERAL_WORDS:
+                return self._set_top(stack, self._after(frame, None)), True
+            if text in RESERVED:
+                raise self._unexpected(token, "a value, column or '('")
+            if not self._could_start_operand(stack, text):
+                raise self._missing(stack, None, text)
+            return self._set_top(stack, replace(frame, state=E_NAME, name=text)), True
+        raise self._unexpected(token, "a value, column or '('")
+
+    def _after_operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        if kind == SYMBOL and text in COMPARISON_AND_ARITHMETIC:
+            return self._set_top(stack, replace(frame, state=E_OPERAND, simple=None)), True
+        if kind == WORD:
+            if text == "and" and frame.open_betweens:
+                frame = replace(frame, state=E_OPERAND, open_betweens=frame.open_betweens - 1)
+                return self._set_top(stack, frame), True
+            if text in ("and", "or", "like", "glob"):
+                return self._set_top(stack, replace(frame, state=E_OPERAND, simple=None)), True
+            if text == "between":
+                frame = replace(frame, state=E_OPERAND, open_betweens=frame.open_betweens + 1,
+                                simple=None)
+                return self._set_top(stack, frame), True
+            if text == "not":
+                return self._set_top(stack, replace(frame, state=E_NOT, simple=None)), True
+            if text == "in":
+                return self._set_top(stack, replace(frame, state=E_IN, simple=None)), True
+            if text == "is":
+                return self._set_top(stack, replace(frame, state=E_IS, simple=None)), True
+            if text in ("isnull", "notnull"):
+                return self._set_top(stack, replace(frame, simple=None)), True
+        if frame.open_betweens:
+            raise self._unexpected(token, "'and' of 'between'")
+        return self._pop(stack, frame), False
+
+    def _check_star_qualifier(self, stack: Stack, qualifier: str) -> Stack:
+        """Check ``qualifier.*`` now or, before the FROM clause, when it closes."""
+        select_position = next(i for i in range(len(stack) - 1, -1, -1)
+                               if isinstance(stack[i], SelectFrame))
+        frame = stack[select_position]
+        if frame.scope.from_state != AFTER_FROM:
+            scope = replace(frame.scope, pending=frame.scope.pending + ((qualifier, "*"),))
+            return stack[:select_position] + (replace(frame, scope=scope),) + stack[select_position + 1:]
+        if not frame.scope.has_qualifier(qualifier):
+            raise self._missing(stack, qualifier, "*")
+        return stack
+
+    # ------------------------------------------------------------------ parentheses
+
+    def _args(self, stack: Stack, frame: ArgsFrame, token: Token) -> tuple[Stack, bool]:
+        kind, text = token
+        minimum, maximum, aggregate = FUNCTIONS[frame.function]
+        if frame.state == A_START:
+            if token == (SYMBOL, ")") and minimum == 0:
+                return self._pop(stack, frame), True
+            if token == (SYMBOL, "*") and frame.function == "count":
+                return self._set_top(stack, replace(frame, state=A_STAR)), True
+            if kind == WORD and text == "distinct" and aggregate:
+                return self._set_top(stack, replace(frame, state=A_ARGUMENT)), True
+            frame = replace(frame, state=A_AFTER_ARGUMENT, count=1)
+            return self._set_top(stack, frame) + (ExprFrame(),), False
+        if frame.state == A_ARGUMENT:
+            frame = replace(frame, state=A_AFTER_ARGUMENT, count=frame.count + 1)
+            return self._set_top(stack, frame) + (ExprFrame(),), False
+        if frame.state == A_STAR:
+            if token == (SYMBOL, ")"):
+                return self._pop(stack, frame), True
+            raise self._unexpected(token, "')' after 'count(*'")
+        if token == (SYMBOL, ",") and (maximum is None or frame.count < maximum):
+            return self._set_top(stack, replace(frame, state=A_ARGUMENT)), True
+        if token == (SYMBOL, ")") and frame.count >= minimum:
+            return self._pop(stack, frame), True
+        if token == (SYMBOL, ")"):
+            raise Rejection(RejectReason.SYNTAX,
+                            f"{frame.function}() needs at least {minimum} arguments")
+        raise self._unexpected(token, f"',' or ')' in the arguments of {frame.function}()")
+
+    def _paren(self, stack: Stack, frame: ParenFrame, token: Token) -> tuple[Stack, bool]:
+        if frame.state == P_START:
+            if token == (WORD, "select"):
+                return self._set_top(stack, SelectFrame(nested=True)), False
+            return self._set_top(stack, ParenFrame(P_CLOSE)) + (ExprFrame(),), False
+        if token == (SYMBOL, ")"):
+            return self._pop(stack, frame), True
+        raise self._unexpected(token, "')'")
+
+    def _list(self, stack: Stack, frame: ListFrame, token: Token) -> tuple[Stack, bool]:
+        if frame.state == L_START:
+            if token == (WORD, "select"):
+                return self._set_top(stack, SelectFrame(nested=True)), False
+            return self._set_top(stack, ListFrame(L_AFTER_ITEM)) + (ExprFrame(),), False
+        if token == (SYMBOL, ","):
+            return stack + (ExprFrame(),), True
+        if token == (SYMBOL, ")"):
+            return self._pop(stack, frame), True
+        raise self._unexpected(token, "',' or ')' in the 'in' list")
+
+    @staticmethod
+    def _unexpected(token: Token, expected: str) -> Rejection:
+        reason = RejectReason.UNBALANCED if token == (SYMBOL, ")") else RejectReason.SYNTAX
+        if token[0] == END:
+            return Rejection(RejectReason.SYNTAX, f"the query ends where {expected} is expected")
+        return Rejection(reason, f"unexpected {_token_text(token)}; expected {expected}")
