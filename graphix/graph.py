@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from itertools import chain
 
 import torch
@@ -191,14 +192,17 @@ def build_graph(linking: Linking, schema: Schema,
             add(position, column_node, Relation.QUESTION_COLUMN_STAR)
             add(column_node, position, Relation.COLUMN_QUESTION_STAR)
 
-    _add_schema_edges(schema, table_node, column_node, add)
-
     node_kind = [NodeKind.QUESTION] * num_tokens + [NodeKind.TABLE] * num_tables \
         + [NodeKind.COLUMN] * len(schema.columns)
     node_index = list(range(num_tokens)) + list(range(num_tables)) + list(range(len(schema.columns)))
     node_text = [token.text for token in linking.tokens] + [table.name for table in schema.tables] \
         + ["*"] + [f"{column.table}.{column.name}" for column in schema.columns[1:]]
-    triples = torch.tensor(list(edges), dtype=torch.long).reshape(-1, 3)  # [E, 3]
+
+    # Schema edges are built once per schema with the first table at node 0.
+    question_edges = torch.tensor(list(edges), dtype=torch.long).reshape(-1, 3)  # [E_q, 3]
+    schema_edges = schema_edge_triples(schema).clone()  # [E_s, 3]
+    schema_edges[:, :2] += num_tokens
+    triples = torch.cat([question_edges, schema_edges])  # [E, 3]
     return Graph(
         node_kind=[int(kind) for kind in node_kind],
         node_index=node_index,
@@ -206,6 +210,22 @@ def build_graph(linking: Linking, schema: Schema,
         edge_index=triples[:, :2].t().contiguous(),
         edge_type=triples[:, 2].contiguous(),
     )
+
+
+@lru_cache(maxsize=256)
+def schema_edge_triples(schema: Schema) -> torch.Tensor:
+    """Return the schema-only edges as [E, 3] (source, target, relation), tables from node 0.
+
+    Tables take nodes ``0..T-1`` and columns ``T..T+C-1`` (``*`` at T). These are the
+    membership, key, same-table and ``*``-to-column edges; they do not depend on the question.
+    """
+    edges: dict[tuple[int, int, int], None] = {}
+
+    def add(source: int, target: int, relation: Relation) -> None:
+        edges[(source, target, int(relation))] = None
+
+    _add_schema_edges(schema, 0, len(schema.tables), add)
+    return torch.tensor(list(edges), dtype=torch.long).reshape(-1, 3)
 
 
 def _add_schema_edges(schema: Schema, table_node: int, column_node: int, add) -> None:
