@@ -173,14 +173,19 @@ class PrefixChecker:
                 candidates.append(word)
         for frame in stack:
             if isinstance(frame, SelectFrame):
-                candidates.extend(source.key for source in frame.scope.sources
-                                  if source.key.startswith(prefix) and source.key != prefix)
+                scope = frame.scope
+                names = [source.key for source in scope.sources] + sorted(scope.aliases)
+                for source in scope.sources:
+                    names.extend(sorted(source.columns or ()))
+                candidates.extend(name for name in names
+                                  if name.startswith(prefix) and name != prefix)
         # A word no keyword or schema name starts with may still be a new alias.
         candidates.append(prefix + "_")
         try:
             self._first_accepted(stack, [(WORD, word) for word in candidates])
         except Rejection:
-            raise first from None
+            raise Rejection(first.reason,
+                            f"no valid word starts with {prefix!r} here ({first.message})") from None
 
     def _first_accepted(self, stack: tuple, tokens: list) -> None:
         error = None

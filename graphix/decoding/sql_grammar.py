@@ -178,6 +178,8 @@ class SelectFrame:
     on_allowed: bool = False
     first_outputs: tuple | None = None
     """The result columns of the first core of a compound query."""
+    compound_names: frozenset[str] = frozenset()
+    """Result column names of the earlier cores of a compound query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,9 +405,13 @@ class Grammar:
                 first = frame.first_outputs if frame.compound else frame.scope.outputs
                 next_state = S_SET_OPERATOR if word == "union" else S_SELECT
                 frame = SelectFrame(state=next_state, nested=frame.nested, compound=True,
-                                    first_outputs=first)
+                                    first_outputs=first, compound_names=self._names(frame))
                 return self._set_top(stack, frame), True
             if word == "order":
+                if frame.compound:
+                    # ORDER BY of a compound query may name a result column of any core.
+                    scope = replace(frame.scope, aliases=self._names(frame))
+                    frame = replace(frame, scope=scope)
                 return self._set_top(stack, replace(frame, state=S_ORDER_BY)), True
             if word == "limit":
                 frame = replace(frame, state=S_LIMIT_END, ordered=True)
@@ -493,6 +499,11 @@ class Grammar:
             return replace(parent, scope=scope)
         return parent
 
+    @staticmethod
+    def _names(frame: SelectFrame) -> frozenset[str]:
+        outputs = {name for name in frame.scope.outputs if isinstance(name, str)}
+        return frame.compound_names | outputs | frame.scope.aliases
+
     def _output_columns(self, frame: SelectFrame) -> frozenset[str] | None:
         outputs = frame.first_outputs if frame.compound else frame.scope.outputs
         names = set()
@@ -516,6 +527,8 @@ class Grammar:
     def _close_from(self, stack: Stack, frame: SelectFrame, next_state: int) -> Stack:
         """Mark the FROM clause of the top SELECT as complete and check its pending names."""
         pending = frame.scope.pending
+        if not frame.scope.sources and ("*", None) in frame.scope.outputs:
+            raise Rejection(RejectReason.SYNTAX, "'select *' needs a FROM clause")
         scope = replace(frame.scope, from_state=AFTER_FROM, pending=())
         stack = self._set_top(stack, replace(frame, state=next_state, scope=scope))
         for qualifier, column in pending:
@@ -526,6 +539,8 @@ class Grammar:
             outcome = scope.lookup(qualifier, column)
             if outcome == AMBIGUOUS:
                 raise self._ambiguous(column)
+            if outcome == MISSING and qualifier is not None and scope.has_qualifier(qualifier):
+                raise Rejection(RejectReason.UNKNOWN_COLUMN, f"{qualifier!r} has no column {column!r}")
             if outcome == MISSING:
                 stack = self._resolve(stack, qualifier, column, len(stack) - 2)
         return stack
@@ -546,6 +561,9 @@ class Grammar:
                     return stack
                 if outcome == AMBIGUOUS:
                     raise self._ambiguous(column)
+                if qualifier is not None and scope.has_qualifier(qualifier):
+                    raise Rejection(RejectReason.UNKNOWN_COLUMN,
+                                    f"{qualifier!r} has no column {column!r}")
             if scope.from_state != AFTER_FROM:
                 # SQLite resolves ON conditions against the whole FROM clause, so a table
                 # joined later may still provide the column.
@@ -555,10 +573,16 @@ class Grammar:
         raise self._missing(stack, qualifier, column)
 
     def _check_plausible(self, qualifier: str | None, column: str) -> None:
-        """Reject a reference no FROM clause could provide: a name in no table of the schema."""
+        """Reject a reference no FROM clause could provide.
+
+        An unqualified name must be a column of some table. A name qualified by an alias
+        yet to come may also be a result column of a subquery in FROM, so any name passes.
+        NOTE: an unqualified result column of such a subquery (``select n from (select
+        count(*) as n ...)``) is rejected unless some table has a column of that name.
+        """
+        if qualifier is not None and qualifier not in self.index.table_columns:
+            return
         columns = self.index.all_columns
-        if qualifier is not None and qualifier in self.index.table_columns:
-            columns = self.index.table_columns[qualifier] | self.index.all_columns
         if column not in columns:
             raise Rejection(RejectReason.UNKNOWN_COLUMN,
                             f"no column {column!r} in any table of {self.index.db_id!r}")
@@ -676,6 +700,9 @@ class Grammar:
             if text in RESERVED:
                 raise self._unexpected(token, "a value, column or '('")
             if not self._could_start_operand(stack, text):
+                if text in self.index.table_columns:
+                    raise Rejection(RejectReason.UNKNOWN_QUALIFIER,
+                                    f"table {text!r} is not in FROM")
                 raise self._missing(stack, None, text)
             return self._set_top(stack, replace(frame, state=E_NAME, name=text)), True
         raise self._unexpected(token, "a value, column or '('")
@@ -770,7 +797,6 @@ class Grammar:
 
     @staticmethod
     def _unexpected(token: Token, expected: str) -> Rejection:
-        reason = RejectReason.UNBALANCED if token == (SYMBOL, ")") else RejectReason.SYNTAX
         if token[0] == END:
             return Rejection(RejectReason.SYNTAX, f"the query ends where {expected} is expected")
-        return Rejection(reason, f"unexpected {_token_text(token)}; expected {expected}")
+        return Rejection(RejectReason.SYNTAX, f"unexpected {_token_text(token)}; expected {expected}")
