@@ -177,6 +177,8 @@ def build_graph(linking: Linking, schema: Schema,
         if arc.relation not in (Relation.QUESTION_QUESTION_MODIFIER,
                                 Relation.QUESTION_QUESTION_ARGUMENT):
             raise ValueError(f"dependency arc {arc} must use a modifier or argument relation")
+        if not (0 <= arc.head < num_tokens and 0 <= arc.dependent < num_tokens):
+            raise ValueError(f"dependency arc {arc} names a token outside 0..{num_tokens - 1}")
         add(arc.head, arc.dependent, arc.relation)
 
     # Name and value links in both directions; a token without any link goes to `*`.
