@@ -317,7 +317,7 @@ class _Builder:
         where = self._clause_conditions(node.args.get("where"), scopes)
         group_by = self._group_by(node.args.get("group"), scopes)
         having = self._clause_conditions(node.args.get("having"), scopes)
-        direction, order_by = self._order_by(node.args.get("order"), scopes)
+        direction, order_by = self._order_by(node.args.get("order"), scopes, top_level)
         return Query(
             select=select,
             distinct=distinct is not None,
@@ -605,13 +605,20 @@ class _Builder:
                 raise UnsupportedSQL(f"GROUP BY {key.upper()} is outside the Spider subset")
         return tuple(self._column_unit(item, scopes) for item in clause.expressions)
 
-    def _order_by(self, clause: exp.Expression | None, scopes
+    def _order_by(self, clause: exp.Expression | None, scopes, top_level: bool
                   ) -> tuple[str | None, tuple[ValueUnit, ...]]:
         if clause is None:
             return None, ()
         direction = "asc"
         units = []
-        for item in clause.expressions:
+        for position, item in enumerate(clause.expressions):
+            inner = item.this if isinstance(item, exp.Ordered) else item
+            if (top_level and position == len(clause.expressions) - 1
+                    and type(inner) in COMPARISONS and not self.strict):
+                # ``ORDER BY count(*) >= 5``: the official parser stops after the first
+                # operand and ignores the rest of the statement.
+                units.append(self._value_unit(inner.this, scopes))
+                break
             if isinstance(item, exp.Ordered):
                 if item.args.get("desc"):
                     direction = "desc"
