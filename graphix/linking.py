@@ -111,6 +111,8 @@ class SchemaLinker:
         for index, column in enumerate(schema.columns):
             if index:
                 self._add_name(column.text, ("column", index))
+        # No n-gram longer than the longest name can match one.
+        self._longest_name = max((len(words) for words in self._exact), default=0)
 
     def _add_name(self, text: str, item: tuple[str, int]) -> None:
         words = normalize_phrase(text)
@@ -141,14 +143,16 @@ class SchemaLinker:
 
     def _link_names(self, tokens: list[Token]) -> list[Link]:
         links = []
-        for n in range(min(self.config.max_ngram, len(tokens)), 0, -1):
+        lemmas_of = [token.lemma for token in tokens]
+        longest = min(self.config.max_ngram, self._longest_name, len(tokens))
+        for n in range(longest, 0, -1):
             for start in range(len(tokens) - n + 1):
                 window = tokens[start:start + n]
                 if not all(token.is_word for token in window):
                     continue
                 if all(token.is_stopword for token in window):
                     continue
-                lemmas = tuple(token.lemma for token in window)
+                lemmas = tuple(lemmas_of[start:start + n])
                 for kind, index in self._exact.get(lemmas, ()):
                     links.append(Link(start, start + n, kind, index, Match.EXACT))
                 for kind, index in self._partial.get(lemmas, ()):
@@ -160,10 +164,15 @@ class SchemaLinker:
     def _link_values(self, tokens: list[Token]) -> list[Link]:
         covered = [False] * len(tokens)
         links = []
+        # Word counts before each position; windows with more words than any value are skipped.
+        words_before = [0]
+        for token in tokens:
+            words_before.append(words_before[-1] + token.is_word)
+        max_words = self.value_index.max_words
         for n in range(min(self.config.max_ngram, len(tokens)), 0, -1):
             for start in range(len(tokens) - n + 1):
                 end = start + n
-                if any(covered[start:end]):
+                if words_before[end] - words_before[start] > max_words or any(covered[start:end]):
                     continue
                 hits = self._lookup_value(tokens[start:end])
                 if not hits:

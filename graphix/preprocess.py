@@ -17,7 +17,7 @@ from graphix.errors import InputError
 from graphix.graph import DependencyArc, build_graph
 from graphix.linking import LinkingConfig, SchemaLinker
 from graphix.schema import Schema
-from graphix.serialization import SerializationConfig, encode, serialize, target_text
+from graphix.serialization import SerializationConfig, encode_many, serialize, target_text
 from graphix.text import Token
 from graphix.value_index import ValueIndex, ValueIndexConfig
 
@@ -71,33 +71,53 @@ class Preprocessor:
         return linker
 
     def process(self, example: Example, schema: Schema) -> dict:
-        """Return the record of one example (see `RECORD_FIELDS`)."""
-        linking = self.linker(schema).link(example.question)
-        dependencies = self.dependency_parser(linking.tokens) if self.dependency_parser else None
-        graph = build_graph(linking, schema, dependencies)
-        target = None if example.query is None else target_text(schema.db_id, example.query, schema)
-        record = {"db_id": example.db_id, "question": example.question, "query": example.query,
-                  "target": target}
+        """Return the record of one example (see `record_features` for its fields)."""
+        return self.process_many([(example, schema)])[0]
+
+    def process_many(self, items: list[tuple[Example, Schema]]) -> list[dict]:
+        """Return the records of many examples; tokenization runs as one batch."""
+        records, graphs, linkings = [], [], []
+        for example, schema in items:
+            linking = self.linker(schema).link(example.question)
+            dependencies = self.dependency_parser(linking.tokens) if self.dependency_parser else None
+            linkings.append(linking)
+            graphs.append(build_graph(linking, schema, dependencies))
+            target = None if example.query is None else \
+                target_text(schema.db_id, example.query, schema)
+            records.append({"db_id": example.db_id, "question": example.question,
+                            "query": example.query, "target": target})
 
         if self.tokenizer is None:
-            serialized = serialize(linking, schema, graph)
-            record.update(input_text=serialized.text, node_char_spans=serialized.char_spans,
-                          cut_items=0)
+            for record, linking, graph, (_, schema) in zip(records, linkings, graphs, items):
+                serialized = serialize(linking, schema, graph)
+                record.update(input_text=serialized.text, node_char_spans=serialized.char_spans,
+                              cut_items=0)
         else:
-            encoded = encode(linking, schema, graph, self.tokenizer, self.config.serialization)
-            graph = encoded.graph
-            labels = None
-            if target is not None:
-                labels = self.tokenizer(target, truncation=True,
-                                        max_length=self.config.serialization.max_target_tokens)["input_ids"]
-            record.update(input_text=encoded.text, input_ids=encoded.input_ids,
-                          node_spans=encoded.node_spans.tolist(), labels=labels,
-                          cut_items=encoded.cut_items)
+            encoded = encode_many(
+                [(linking, schema, graph) for linking, graph, (_, schema)
+                 in zip(linkings, graphs, items)],
+                self.tokenizer, self.config.serialization,
+            )
+            labels = self._tokenize_targets([record["target"] for record in records])
+            for number, (record, entry) in enumerate(zip(records, encoded)):
+                graphs[number] = entry.graph
+                record.update(input_text=entry.text, input_ids=entry.input_ids,
+                              node_spans=entry.node_spans.tolist(), labels=labels[number],
+                              cut_items=entry.cut_items)
 
-        record.update(node_kind=graph.node_kind, node_index=graph.node_index,
-                      node_text=graph.node_text, edge_index=graph.edge_index.tolist(),
-                      edge_type=graph.edge_type.tolist())
-        return record
+        for record, graph in zip(records, graphs):
+            record.update(node_kind=graph.node_kind, node_index=graph.node_index,
+                          node_text=graph.node_text, edge_index=graph.edge_index.tolist(),
+                          edge_type=graph.edge_type.tolist())
+        return records
+
+    def _tokenize_targets(self, targets: list[str | None]) -> list[list[int] | None]:
+        present = [target for target in targets if target is not None]
+        if not present:
+            return [None] * len(targets)
+        ids = iter(self.tokenizer(present, truncation=True,
+                                  max_length=self.config.serialization.max_target_tokens)["input_ids"])
+        return [None if target is None else list(next(ids)) for target in targets]
 
 
 def record_features(with_tokenizer: bool):
@@ -138,17 +158,22 @@ def preprocess_split(spider_dir: str | Path | None, split: str, tokenizer=None,
 
 def preprocess_examples(data: SpiderSplit, tokenizer=None,
                         config: PreprocessConfig = PreprocessConfig(), *, progress: bool = True,
-                        limit: int | None = None, preprocessor: Preprocessor | None = None
-                        ) -> list[dict]:
-    """Preprocess the examples of `data` into records, with a tqdm progress bar."""
+                        limit: int | None = None, preprocessor: Preprocessor | None = None,
+                        batch_size: int = 256) -> list[dict]:
+    """Preprocess the examples of `data` into records, `batch_size` at a time, with a progress bar."""
     from tqdm.auto import tqdm
 
     preprocessor = preprocessor or Preprocessor(tokenizer, config)
     examples = data.examples if limit is None else data.examples[:limit]
-    records = []
-    for example in tqdm(examples, desc=f"preprocess {data.name}", unit="example",
-                        disable=not progress):
-        records.append(preprocessor.process(example, data.schemas[example.db_id]))
+    records: list[dict] = []
+    with tqdm(total=len(examples), desc=f"preprocess {data.name}", unit="example",
+              disable=not progress) as bar:
+        for first in range(0, len(examples), batch_size):
+            chunk = examples[first:first + batch_size]
+            records.extend(preprocessor.process_many(
+                [(example, data.schemas[example.db_id]) for example in chunk]
+            ))
+            bar.update(len(chunk))
     cut = sum(1 for record in records if record["cut_items"])
     if cut:
         logger.info("%s: %d of %d inputs had schema items cut to fit %d tokens (%d items in all)",

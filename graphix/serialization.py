@@ -153,29 +153,52 @@ def encode(linking: Linking, schema: Schema, graph: Graph, tokenizer,
     their other columns, then the rest of the schema in order. Nodes whose text is cut
     are removed from the graph together with their edges.
     """
-    serialized = serialize(linking, schema, graph)
-    encoding = _tokenize(tokenizer, serialized.text, config.max_input_tokens)
-    cut_items = 0
-    if encoding["truncated"]:
-        keep = _choose_items(linking, schema, tokenizer, config.max_input_tokens)
-        serialized = serialize(linking, schema, graph, keep)
-        encoding = _tokenize(tokenizer, serialized.text, config.max_input_tokens)
-        cut_items = len(schema.tables) + len(schema.columns) - 1 - len(keep)
-        logger.debug("%s: cut %d schema items to fit %d tokens", schema.db_id, cut_items,
-                     config.max_input_tokens)
-        if encoding["truncated"]:
-            # The budget counts items tokenized apart; joined text can tokenize longer.
-            logger.debug("%s: input still over %d tokens, its end is cut", schema.db_id,
-                         config.max_input_tokens)
+    return encode_many([(linking, schema, graph)], tokenizer, config)[0]
 
+
+def encode_many(items: list[tuple[Linking, Schema, Graph]], tokenizer,
+                config: SerializationConfig = SerializationConfig()) -> list[EncodedInput]:
+    """`encode` for many examples, with one batched tokenizer call for inputs that fit."""
+    serialized = [serialize(linking, schema, graph) for linking, schema, graph in items]
+    batch = tokenizer([entry.text for entry in serialized], return_offsets_mapping=True,
+                      add_special_tokens=True)
+    encoded = []
+    for number, (linking, schema, graph) in enumerate(items):
+        ids = batch["input_ids"][number]
+        if len(ids) <= config.max_input_tokens:
+            offsets = np.asarray(batch["offset_mapping"][number], dtype=np.int64).reshape(-1, 2)
+            encoded.append(_finish(serialized[number], list(ids), offsets, graph, 0))
+        else:
+            encoded.append(_encode_cut(linking, schema, graph, tokenizer, config))
+    return encoded
+
+
+def _encode_cut(linking: Linking, schema: Schema, graph: Graph, tokenizer,
+                config: SerializationConfig) -> EncodedInput:
+    """Encode an example whose full input is too long: choose items, then cut the rest."""
+    keep = _choose_items(linking, schema, tokenizer, config.max_input_tokens)
+    serialized = serialize(linking, schema, graph, keep)
+    encoding = _tokenize(tokenizer, serialized.text, config.max_input_tokens)
+    cut_items = len(schema.tables) + len(schema.columns) - 1 - len(keep)
+    logger.debug("%s: cut %d schema items to fit %d tokens", schema.db_id, cut_items,
+                 config.max_input_tokens)
+    if encoding["truncated"]:
+        # The budget counts items tokenized apart; joined text can tokenize longer.
+        logger.debug("%s: input still over %d tokens, its end is cut", schema.db_id,
+                     config.max_input_tokens)
+    return _finish(serialized, encoding["input_ids"], encoding["offsets"], graph, cut_items)
+
+
+def _finish(serialized: SerializedInput, input_ids: list[int], offsets: np.ndarray, graph: Graph,
+            cut_items: int) -> EncodedInput:
+    """Align node spans and drop the nodes that no subword covers."""
     char_spans = np.asarray(serialized.char_spans, dtype=np.int64).reshape(-1, 2)
-    spans = align_spans(encoding["offsets"], char_spans)
+    spans = align_spans(offsets, char_spans)
     alive = np.flatnonzero(spans[:, 0] >= 0)
     if len(alive) < graph.num_nodes:
         graph = graph.subgraph(alive.tolist())
         spans = spans[alive]
-    return EncodedInput(serialized.text, encoding["input_ids"], torch.as_tensor(spans), graph,
-                        cut_items)
+    return EncodedInput(serialized.text, input_ids, torch.as_tensor(spans), graph, cut_items)
 
 
 def _tokenize(tokenizer, text: str, max_tokens: int) -> dict:

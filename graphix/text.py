@@ -69,23 +69,21 @@ class Token:
     lemma: str
     start: int
     end: int
-
-    @property
-    def is_word(self) -> bool:
-        """True for tokens with a letter or digit; punctuation never links."""
-        return bool(_WORD.match(self.text))
-
-    @property
-    def is_stopword(self) -> bool:
-        return self.lower in STOPWORDS or not self.is_word
+    is_word: bool
+    """True for tokens with a letter or digit; punctuation never links."""
+    is_stopword: bool
+    """True for `STOPWORDS` and punctuation."""
 
 
 def tokenize(text: str) -> list[Token]:
     """Split `text` into word, number and punctuation tokens with lemmas and offsets."""
     tokens = []
     for match in _TOKEN.finditer(text):
-        lower = match.group().lower()
-        tokens.append(Token(match.group(), lower, lemmatize(lower), match.start(), match.end()))
+        word = match.group()
+        lower = word.lower()
+        is_word = bool(_WORD.match(word))
+        tokens.append(Token(word, lower, lemmatize(lower), match.start(), match.end(), is_word,
+                            lower in STOPWORDS or not is_word))
     return tokens
 
 

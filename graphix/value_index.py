@@ -92,6 +92,8 @@ class ValueIndex:
         self._exact: dict[str, list[tuple[int, str]]] = defaultdict(list)
         self._by_prefix: dict[tuple[str, int], list[str]] = defaultdict(list)
         self._key_hits: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self.max_words = 0
+        """Word count of the longest value key; longer n-grams cannot match."""
         for (table, column), cells in values.items():
             index = schema.column_index(table, column)
             if index is None:
@@ -107,6 +109,7 @@ class ValueIndex:
         if not key:
             return
         hit = (column, cell)
+        self.max_words = max(self.max_words, key.count(" ") + 1)
         self._key_hits[key].append(hit)
         self._exact[key].append(hit)
         lemma_key = " ".join(lemmatize(word) for word in key.split())
