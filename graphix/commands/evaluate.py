@@ -15,7 +15,8 @@ evaluators do: exact-set-match (EM) as taoyds/spider computes it, execution accu
 GOLD and PRED hold one example per line as 'sql<TAB>db_id'; a prediction line may hold
 only the SQL. A prediction that does not parse, fails or runs past --timeout is wrong.
 An example whose database is missing gets no EX (null in --per-example output) and is
-left out of the EX total.
+left out of the EX total. In predictions the lowercase word 'value' (a placeholder some
+models write for literals) is replaced by 1 before parsing and execution.
 
 --strict fixes known faults of the official EM (it compares JOIN ON conditions and the
 tables under count(*), scopes table aliases per query block, and never merges columns

@@ -1,8 +1,8 @@
 """Score a file of predicted SQL against a file of gold SQL, example by example.
 
-Both files hold one example per line, ``sql<TAB>db_id`` (Spider's ``dev_gold.sql``
-format); a prediction line may hold only the SQL, and its database is always the gold
-one. Each example gets a hardness level (from the gold SQL), an exact-set-match
+Both files hold one example per line, ``sql<TAB>db_id``, the format of Spider's
+``dev_gold.sql``. A prediction line may hold only the SQL, and its database is always the
+gold one. Each example gets a hardness level (from the gold SQL), an exact-set-match
 decision (`graphix.metrics.exact_match`) and an execution decision
 (`graphix.metrics.execution_match`).
 
@@ -35,7 +35,7 @@ from graphix.metrics.execution_match import (
     execution_match,
 )
 from graphix.metrics.hardness import HARDNESS_LEVELS, hardness
-from graphix.metrics.sql_structure import EMPTY_QUERY, SchemaView, build_query
+from graphix.metrics.sql_structure import EMPTY_QUERY, Query, SchemaView, build_query
 from graphix.schema import Schema
 
 logger = logging.getLogger(__name__)
@@ -125,12 +125,11 @@ def _totals(examples: list[ExampleResult]) -> dict:
 
 @dataclass
 class Evaluator:
-    """Scores examples against the databases in `db_dir`; reuses schemas and connections.
+    """Scorer of examples against the databases in `db_dir`, reusing schemas and connections.
 
-    `tables` (Spider's ``tables.json``) supplies the foreign keys; without it, or for a
+    `tables` (Spider's ``tables.json``) supplies the foreign keys. Without it, or for a
     database it does not list, the keys declared in the SQLite file are used. Column
-    names always come from the SQLite file when there is one, as in the official
-    evaluator.
+    names come from the SQLite file when there is one, as in the official evaluator.
     """
 
     db_dir: str | Path
@@ -141,6 +140,8 @@ class Evaluator:
     max_gold_rows: int = DEFAULT_MAX_GOLD_ROWS
     _spider_schemas: dict[str, Schema] = field(default_factory=dict, init=False, repr=False)
     _views: dict[str, SchemaView | str] = field(default_factory=dict, init=False, repr=False)
+    _queries: dict[tuple[str, str], Query | SQLParseError] = field(
+        default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         self.pool = DatabasePool(self.db_dir)
@@ -198,7 +199,7 @@ class Evaluator:
             errors.append(f"exact match not decided: {error}")
         differences: tuple[str, ...] = ()
         if view is not None:
-            level, em, differences, error = self._exact_match(gold_sql, pred_sql, view)
+            level, em, differences, error = self._exact_match(gold_sql, pred_sql, db_id, view)
             if error:
                 errors.append(error)
 
@@ -210,16 +211,29 @@ class Evaluator:
         ex = None if outcome.match is None else int(outcome.match)
         return ExampleResult(index, db_id, level, em, ex, "; ".join(errors) or None, differences)
 
-    def _exact_match(self, gold_sql: str, pred_sql: str, view: SchemaView
+    def _build(self, sql: str, db_id: str, view: SchemaView) -> Query:
+        """Return `build_query` of `sql`, cached: Spider repeats many gold queries."""
+        key = (db_id, sql)
+        if key not in self._queries:
+            try:
+                self._queries[key] = build_query(sql, view, strict=self.strict)
+            except SQLParseError as error:
+                self._queries[key] = error
+        built = self._queries[key]
+        if isinstance(built, SQLParseError):
+            raise type(built)(str(built))
+        return built
+
+    def _exact_match(self, gold_sql: str, pred_sql: str, db_id: str, view: SchemaView
                      ) -> tuple[str | None, int | None, tuple[str, ...], str | None]:
         try:
-            gold = build_query(gold_sql, view, strict=self.strict)
+            gold = self._build(gold_sql, db_id, view)
         except SQLParseError as error:
             return None, None, (), f"gold SQL outside the Spider subset: {error}"
         level = hardness(gold)
         error = None
         try:
-            pred = build_query(pred_sql, view, strict=self.strict)
+            pred = self._build(pred_sql, db_id, view)
         except SQLParseError as parse_error:
             pred = EMPTY_QUERY
             error = f"prediction not parsed: {parse_error}"
@@ -239,8 +253,8 @@ def read_sql_file(path: str | Path) -> list[tuple[str, str | None]]:
     """Read ``sql<TAB>db_id`` lines; return (sql, db_id or None) per line.
 
     Undecodable bytes become U+FFFD, so such a prediction fails instead of the run.
-    Blank lines inside the file are kept as empty SQL (they keep the alignment with the
-    other file); blank lines at the end are dropped.
+    Blank lines inside the file are kept as empty SQL, which keeps the alignment with the
+    other file. Blank lines at the end are dropped.
     """
     try:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
