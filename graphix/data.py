@@ -1,6 +1,6 @@
 """Examples and Spider splits.
 
-A Spider folder holds ``tables.json``, ``dev.json``, ``train_spider.json``,
+A Spider folder contains ``tables.json``, ``dev.json``, ``train_spider.json``,
 ``train_others.json`` and ``database/<db_id>/<db_id>.sqlite``. The ``train`` split is
 ``train_spider.json`` followed by ``train_others.json``. Examples whose database file is
 missing cannot be linked to values or executed, so loading skips them and logs how many.
@@ -54,7 +54,7 @@ def resolve_spider_dir(spider_dir: str | Path | None = None) -> Path:
         raise InputError("no Spider folder given: pass --spider-dir or set GRAPHIX_SPIDER_DIR")
     path = Path(candidate)
     if not (path / "tables.json").is_file():
-        raise InputError(f"Spider folder {path} has no tables.json; pass the folder that holds "
+        raise InputError(f"Spider folder {path} has no tables.json; pass the folder that contains "
                          "tables.json, dev.json and database/")
     return path
 

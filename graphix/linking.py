@@ -26,7 +26,7 @@ from graphix.value_index import ValueIndex
 
 
 class Match(str, Enum):
-    """How a question span refers to a schema item; the order is the priority."""
+    """Kind of reference from a question span to a schema item, strongest first."""
 
     EXACT = "exact"
     PARTIAL = "partial"
@@ -41,15 +41,15 @@ class LinkingConfig:
     """Settings of name and value linking."""
 
     max_ngram: int = 6
-    """Longest question n-gram compared with names and values, in tokens."""
+    """Maximum n-gram length, in tokens, compared with names and values."""
     value_threshold: float = 90.0
     """Smallest rapidfuzz ``fuzz.ratio`` (0..100) for a near-miss value match."""
     near_misses: bool = True
     """Look for near-miss values when an n-gram has no exact value match."""
     max_fuzzy_ngram: int = 4
-    """Longest n-gram searched for near misses."""
+    """Maximum n-gram length, in tokens, searched for near misses."""
     values_per_column: int = 2
-    """Most cell values kept per column for the serialized input."""
+    """Maximum number of cell values kept per column for the serialized input."""
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ class SerializationConfig:
     """Lengths of the encoded input and target."""
 
     max_input_tokens: int = 512
-    """Longest input in subword tokens, special tokens included; schema items past it are cut."""
+    """Maximum input length in subword tokens, special tokens included. Schema items past it are cut."""
     max_target_tokens: int = 256
-    """Longest target in subword tokens; longer targets are truncated."""
+    """Maximum target length in subword tokens. Longer targets are truncated."""
 
 
 @dataclass
@@ -71,7 +71,7 @@ def serialize(linking: Linking, schema: Schema, graph: Graph,
               keep: set[tuple[str, int]] | None = None) -> SerializedInput:
     """Write the input text of one example; `keep` limits the tables and columns shown.
 
-    `keep` holds ``("table", position)`` and ``("column", spider_index)`` items; None
+    `keep` contains ``("table", position)`` and ``("column", spider_index)`` items; None
     shows the whole schema. A column is shown only when its table is kept too.
     """
     parts: list[str] = []

@@ -2,7 +2,7 @@
 
 Value linking looks question n-grams up in this index instead of scanning tables per
 question. The index stores, for every column, the distinct text values (SQLite
-``typeof = 'text'``) up to a cap, and answers two lookups:
+``typeof = 'text'``) up to a cap, and supports two lookups:
 
 - `exact(words)`: values whose lowercase words, or whose lemmas, equal the n-gram's;
 - `near(key)`: values within a rapidfuzz ``fuzz.ratio`` threshold of the n-gram, searched
@@ -42,7 +42,7 @@ _PREFIX = 3
 
 @dataclass(frozen=True)
 class ValueIndexConfig:
-    """What goes into an index. A change of any field makes a new cache file."""
+    """Limits on the values an index stores. A change of any field makes a new cache file."""
 
     max_values_per_column: int = 5000
     """Distinct values read from each column; SQLite returns them in scan order."""

@@ -92,7 +92,8 @@ def test_spans_cover_their_nodes(band, tokenizer):
         char_start, char_end = serialized.char_spans[node]
         covered = set()
         for a, b in offsets[start:end]:
-            assert a < char_end and b > char_start, (node, start, end)
+            assert a < char_end, (node, start, end)
+            assert b > char_start, (node, start, end)
             covered.update(range(a, b))
         needed = {c for c in range(char_start, char_end) if not serialized.text[c].isspace()}
         assert needed <= covered, graph.node_text[node]

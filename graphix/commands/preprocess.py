@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokenizer folder or name for AutoTokenizer; without it the "
                              "dataset holds text and character spans but no token ids")
     parser.add_argument("--max-input-tokens", type=int, default=512,
-                        help="longest input in subword tokens; schema items past it are cut "
+                        help="maximum input length in subword tokens; schema items past it are cut "
                              "(default: 512)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="value index cache folder (default: $GRAPHIX_CACHE_DIR/value_index "
