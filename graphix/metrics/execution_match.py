@@ -123,6 +123,8 @@ def results_match(gold: list[tuple], pred: list[tuple], *, ordered: bool) -> boo
         return False
 
     gold_bag = None if ordered else Counter(gold)
+    # NOTE: many columns with equal value multisets (say ten copies of one column) still
+    # leave up to n! permutations to try, as in the official evaluator.
     for permutation in _permutations(candidates):
         permuted = [tuple(row[j] for j in permutation) for row in pred]
         if ordered and permuted == gold:
