@@ -54,10 +54,17 @@ def test_attend_matches_hand_computation():
         relations.value.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     nodes = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # [1, 3, 2]
     # Edges 1 -> 0 (relation 0), 2 -> 0 (relation 1), 0 -> 1 (relation 1); node 2 has none in.
-    relation_index = torch.tensor([[[0, 0, 1], [1, 0, 0], [0, 0, 0]]])
-    edge_mask = torch.tensor([[[False, True, True], [True, False, False], [False] * 3]])
+    graph = BatchedGraph.from_edges(
+        edge_index=torch.tensor([[1, 2, 0], [0, 0, 1]]),
+        edge_type=torch.tensor([0, 1, 1]),
+        node_batch=torch.tensor([0, 0, 0]),
+        node_spans=torch.tensor([[0, 1], [1, 2], [2, 3]]),
+        batch_size=1,
+        num_tokens=3,
+        num_relations=2,
+    )
 
-    update = layer.attend(nodes, relation_index, edge_mask, relations)[0]
+    update = layer.attend(nodes, graph, relations)[0]
 
     # Node 0: q = (1, 0); keys k1 + r0 = (1, 1) and k2 + r1 = (3, 1); scores 1/sqrt2, 3/sqrt2.
     weight_1 = 1.0 / (1.0 + math.exp(2.0 / math.sqrt(2.0)))
@@ -84,9 +91,7 @@ def test_dense_matches_edge_list(num_heads, head_dim):
     # Scatter the flat node states into the padded layout used by the dense path.
     padded = torch.zeros(4 * graph.max_nodes, 16)
     padded[graph.member_node] = flat_nodes
-    dense = layer.attend(
-        padded.view(4, graph.max_nodes, 16), graph.relation_index, graph.edge_mask, relations
-    )
+    dense = layer.attend(padded.view(4, graph.max_nodes, 16), graph, relations)
     edges = layer.attend_edges(flat_nodes, edge_index, edge_type, relations)
 
     torch.testing.assert_close(dense.view(-1, 16)[graph.member_node], edges, atol=1e-5, rtol=1e-5)
@@ -99,7 +104,7 @@ def test_padding_slots_get_no_update():
         edge_index, edge_type, node_batch, node_spans, batch_size=2, num_tokens=5, num_relations=3
     )
     nodes = torch.randn(2, graph.max_nodes, 16)
-    update = layer.attend(nodes, graph.relation_index, graph.edge_mask, relations)
+    update = layer.attend(nodes, graph, relations)
     assert graph.max_nodes == 5
     assert torch.equal(update[0, 2:], torch.zeros(3, 16))
 
@@ -127,6 +132,20 @@ def test_forward_writes_update_to_spans():
     assert change[0, 0].abs().sum() > 0
     torch.testing.assert_close(change[0, 0], change[0, 1])
     assert change[0, 3].abs().sum() > 0
+
+
+def test_duplicate_pair_keeps_highest_relation():
+    graph = BatchedGraph.from_edges(
+        edge_index=torch.tensor([[0, 0, 0, 1], [1, 1, 1, 0]]),
+        edge_type=torch.tensor([2, 4, 3, 1]),
+        node_batch=torch.tensor([0, 0]),
+        node_spans=torch.tensor([[0, 1], [1, 2]]),
+        batch_size=1,
+        num_tokens=2,
+        num_relations=5,
+    )
+    assert graph.relation_index[0].tolist() == [[0, 1], [4, 0]]
+    assert graph.edge_mask[0].tolist() == [[False, True], [True, False]]
 
 
 def test_pool_averages_spans():
@@ -198,7 +217,6 @@ VALID = dict(
     [
         ({"edge_type": torch.tensor([0, 2])}, "relation ids outside"),
         ({"edge_index": torch.tensor([[0, 2], [1, 0]])}, "node ids outside"),
-        ({"edge_index": torch.tensor([[0, 0], [1, 1]])}, "more than one edge"),
         ({"node_spans": torch.tensor([[0, 1], [2, 2]])}, "start < end"),
         ({"node_spans": torch.tensor([[0, 1], [1, 9]])}, "start < end"),
         ({"node_batch": torch.tensor([1, 0])}, "ascending"),

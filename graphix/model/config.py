@@ -53,7 +53,7 @@ class GraphixT5Config(T5Config):
     graph_dropout_rate: float | None = field(
         default=None,
         metadata={
-            "help": "Dropout on graph attention weights and on the sublayer output. "
+            "help": "Dropout on the output of each graph sublayer. "
             "None uses dropout_rate."
         },
     )

@@ -21,8 +21,9 @@ matmuls on it ran faster than an edge-list formulation built on torch-geometric'
 ``utils.softmax`` with gather and scatter over edges (``evaluation/bench_train_step.py --layer``
 measures both; ``evaluation/train_step.md`` has the numbers). :meth:`RelationalGraphAttention.
 attend_edges` keeps that edge-list formulation as a cross-check for the dense one. The dense
-layout holds one relation per ordered node pair, so :meth:`BatchedGraph.from_edges` rejects
-duplicate ``(source, target)`` pairs.
+layout holds one relation per ordered node pair. Where the input has several edges for one
+``(source, target)`` pair, :meth:`BatchedGraph.from_edges` keeps the highest relation id; with
+the Graphix vocabulary that is a foreign key over same-table for a self-referencing key.
 
 Shapes: B batch, T tokens, N nodes (padded per example), E edges, R relations, H heads,
 Dh head width, D model width, M (node, token) span memberships.
@@ -39,6 +40,10 @@ from transformers.models.t5.modeling_t5 import T5LayerNorm
 
 from graphix.errors import InputError
 
+# Added to the scores of non-edges. Finite, so a row without edges gives a uniform softmax (then
+# zeroed) and no NaN; it stays finite in float32 and bfloat16, but not in float16.
+MASKED_SCORE = -1e9
+
 
 @dataclass
 class BatchedGraph:
@@ -46,6 +51,8 @@ class BatchedGraph:
 
     relation_index: Tensor  # [B, N, N] relation id of edge j -> i at [b, i, j], 0 where no edge
     edge_mask: Tensor  # [B, N, N] True where edge j -> i exists
+    score_bias: Tensor  # [B, 1, N, N] float32, 0 where edge j -> i exists, MASKED_SCORE elsewhere
+    has_incoming: Tensor  # [B, 1, N, 1] float32, 1 for nodes with at least one incoming edge
     member_token: Tensor  # [M] flat token index b * T + t of each span membership
     member_node: Tensor  # [M] flat node slot b * N + n of each span membership
     inverse_span_length: Tensor  # [B * N] 1 / span length, 0 for padding slots
@@ -103,23 +110,21 @@ class BatchedGraph:
         inverse_span_length[slot] = 1.0 / span_length.to(inverse_span_length.dtype)
 
         # Relation matrix: the edge source -> target lands at [example, target slot, source slot].
+        # A pair with several edges keeps the highest relation id.
         source, target = edge_index[0], edge_index[1]
         flat_pair = (node_batch[target] * max_nodes + local[target]) * max_nodes + local[source]
-        if torch.unique(flat_pair).numel() != flat_pair.numel():
-            raise InputError(
-                "the graph has more than one edge for some (source, target) node pair; "
-                "keep one relation per ordered pair"
-            )
-        relation_index = torch.zeros(
-            batch_size * max_nodes * max_nodes, dtype=torch.long, device=device
+        relation = torch.full(
+            (batch_size * max_nodes * max_nodes,), -1, dtype=torch.long, device=device
         )
-        edge_mask = torch.zeros(batch_size * max_nodes * max_nodes, dtype=torch.bool, device=device)
-        relation_index[flat_pair] = edge_type
-        edge_mask[flat_pair] = True
+        relation.scatter_reduce_(0, flat_pair, edge_type, reduce="amax")
+        relation = relation.view(batch_size, max_nodes, max_nodes)  # [B, N, N]
+        edge_mask = relation >= 0
 
         return cls(
-            relation_index=relation_index.view(batch_size, max_nodes, max_nodes),  # [B, N, N]
-            edge_mask=edge_mask.view(batch_size, max_nodes, max_nodes),  # [B, N, N]
+            relation_index=relation.clamp(min=0),
+            edge_mask=edge_mask,
+            score_bias=torch.where(edge_mask, 0.0, MASKED_SCORE).unsqueeze(1),  # [B, 1, N, N]
+            has_incoming=edge_mask.any(-1).float()[:, None, :, None],  # [B, 1, N, 1]
             member_token=member_token,
             member_node=slot[member_of],
             inverse_span_length=inverse_span_length,
@@ -227,7 +232,8 @@ class RelationalGraphAttention(nn.Module):
         d_model: width D of the token states.
         num_heads: attention heads H.
         head_dim: width Dh of each head; must equal the relation embedding width.
-        dropout_rate: dropout on attention weights and on the sublayer output.
+        dropout_rate: dropout on the sublayer output. Attention weights get none, because a
+            dropout mask over the ``[B, H, N, N]`` weights cost more than the attention itself.
         layer_norm_epsilon: epsilon of the RMS layer norm on node states.
     """
 
@@ -275,7 +281,7 @@ class RelationalGraphAttention(nn.Module):
             return token_states
 
         node_states = self.layer_norm(graph.pool(token_states))  # [B, N, D]
-        update = self.attend(node_states, graph.relation_index, graph.edge_mask, relations)
+        update = self.attend(node_states, graph, relations)
         return graph.add_to_tokens(token_states, self.dropout(update))
 
     def _split_heads(self, states: Tensor, weight: Tensor) -> Tensor:
@@ -285,53 +291,40 @@ class RelationalGraphAttention(nn.Module):
             1, 2
         )  # [B, H, N, Dh]
 
-    def attend(
-        self,
-        node_states: Tensor,
-        relation_index: Tensor,
-        edge_mask: Tensor,
-        relations: RelationEmbedding,
-    ) -> Tensor:
+    def attend(self, node_states: Tensor, graph: BatchedGraph, relations: RelationEmbedding) -> Tensor:
         """Attend from each node over its incoming edges in the dense layout.
 
         Args:
-            node_states: ``[B, N, D]`` normalized node states.
-            relation_index: ``[B, N, N]`` relation id of edge ``j -> i`` at ``[b, i, j]``.
-            edge_mask: ``[B, N, N]`` True where that edge exists.
+            node_states: ``[B, N, D]`` normalized node states, in ``graph``'s node slots.
+            graph: the batch's relation matrix and masks.
             relations: the shared relation embeddings.
 
         Returns the update ``[B, N, D]`` before dropout, zero for nodes without incoming edges.
         """
         batch_size, num_nodes, _ = node_states.shape
-        query = self._split_heads(node_states, self.query)  # [B, H, N, Dh]
+        query = self._split_heads(node_states, self.query) / math.sqrt(self.head_dim)
         key = self._split_heads(node_states, self.key)  # [B, H, N, Dh]
         value = self._split_heads(node_states, self.value)  # [B, H, N, Dh]
-        head_index = relation_index.unsqueeze(1).expand(
+        head_index = graph.relation_index.unsqueeze(1).expand(
             batch_size, self.num_heads, num_nodes, num_nodes
         )  # [B, H, N, N]
 
-        # Scores q_i . (k_j + r_ij): the relation term is q_i . r for every relation, then
-        # picked per edge.
+        # Scores q_i . (k_j + r_ij) / sqrt(Dh): the relation term is q_i . r for every
+        # relation, then picked per pair. Non-edges get a large negative bias.
         query_relation = torch.matmul(query, relations.key.t().to(query.dtype))  # [B, H, N, R]
         scores = torch.matmul(query, key.transpose(-1, -2))  # [B, H, N, N]
-        scores = (scores + torch.gather(query_relation, -1, head_index)) / math.sqrt(
-            self.head_dim
-        )
-
-        # Softmax over incoming edges only. Rows without edges come out uniform and are then
-        # zeroed by the mask, so such nodes get no update.
-        mask = edge_mask.unsqueeze(1)  # [B, 1, N, N]
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1) * mask
-        weights = self.dropout(weights)
+        scores = scores + torch.gather(query_relation, -1, head_index) + graph.score_bias
+        weights = torch.softmax(scores, dim=-1)
 
         # Values v_j + r_ij: the relation term sums each row's weights per relation first.
+        # Rows without edges had a uniform softmax; has_incoming zeroes their result.
         weight_per_relation = torch.zeros_like(query_relation, dtype=weights.dtype).scatter_add(
             -1, head_index, weights
         )  # [B, H, N, R]
         mixed = torch.matmul(weights, value.to(weights.dtype)) + torch.matmul(
             weight_per_relation, relations.value.to(weights.dtype)
         )  # [B, H, N, Dh]
+        mixed = mixed * graph.has_incoming
 
         mixed = mixed.transpose(1, 2).reshape(
             batch_size, num_nodes, self.num_heads * self.head_dim
@@ -353,8 +346,7 @@ class RelationalGraphAttention(nn.Module):
             edge_type: ``[E]`` relation ids.
             relations: the shared relation embeddings.
 
-        Returns the update ``[N_total, D]`` before dropout. Attention dropout is not applied,
-        so this matches :meth:`attend` in eval mode.
+        Returns the update ``[N_total, D]`` before dropout.
         """
         from torch_geometric.utils import softmax as segment_softmax
 
