@@ -31,6 +31,7 @@ from graphix.decoding.sql_lexer import END, NUMBER, STRING, SYMBOL, WORD, LexerS
 from graphix.schema import Schema
 
 _EMPTY_LEXER = LexerState()
+_MAX_MEMOIZED_WORDS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +52,19 @@ class CheckerState:
 class PrefixChecker:
     """Incremental validity checks of ``db_id | sql`` texts for one schema.
 
-    `with_db_id=False` checks bare SQL without the header.
+    `with_db_id=False` checks bare SQL without the header. `implicit_aliases=True` also
+    accepts table aliases without ``as`` (``from singer s``); they are off by default
+    because normalized targets always write ``as``, and without that rule any word after
+    a table name would pass as an alias.
     """
 
-    def __init__(self, schema: Schema, *, with_db_id: bool = True):
+    def __init__(self, schema: Schema, *, with_db_id: bool = True,
+                 implicit_aliases: bool = False):
         self.index = SchemaIndex(schema)
-        self.grammar = Grammar(self.index)
+        self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases)
         self.db_id = schema.db_id.lower()
         self.with_db_id = with_db_id
+        self._word_outcomes: dict[tuple[str, tuple], Rejection | None] = {}
         self._initial = CheckerState("" if with_db_id else None, _EMPTY_LEXER,
                                      self.grammar.initial())
 
@@ -158,6 +164,23 @@ class PrefixChecker:
             self._first_accepted(stack, [(SYMBOL, c) for c in completions])
 
     def _check_partial_word(self, prefix: str, stack: tuple) -> None:
+        # Beams and candidates often share a parse state and a partial word, and a probe
+        # costs many token feeds, so outcomes are memoized (parse states are hashable).
+        key = (prefix, stack)
+        outcome = self._word_outcomes.get(key, False)
+        if outcome is False:
+            try:
+                self._probe_partial_word(prefix, stack)
+                outcome = None
+            except Rejection as rejection:
+                outcome = rejection
+            if len(self._word_outcomes) >= _MAX_MEMOIZED_WORDS:
+                self._word_outcomes.clear()
+            self._word_outcomes[key] = outcome
+        if outcome is not None:
+            raise outcome
+
+    def _probe_partial_word(self, prefix: str, stack: tuple) -> None:
         try:
             self.grammar.feed(stack, (WORD, prefix))
             return

@@ -26,7 +26,7 @@ the FROM clause ends. A table alias hides the table's own name as a qualifier.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from graphix.decoding.sql_lexer import END, NUMBER, STRING, SYMBOL, WORD, Token
 from graphix.schema import Schema
@@ -106,8 +106,7 @@ class SchemaIndex:
 # ---------------------------------------------------------------------------- scopes
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """A table or subquery in a FROM clause, named by its alias or table name."""
 
     key: str
@@ -119,8 +118,7 @@ BEFORE_FROM, IN_FROM, AFTER_FROM = range(3)
 FOUND, MISSING, AMBIGUOUS = range(3)
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
+class Scope(NamedTuple):
     """The names one SELECT core can see, and references waiting for its FROM clause."""
 
     sources: tuple[Source, ...] = ()
@@ -166,8 +164,7 @@ P_START, P_CLOSE = range(2)
 L_START, L_AFTER_ITEM = range(2)
 
 
-@dataclass(frozen=True, slots=True)
-class SelectFrame:
+class SelectFrame(NamedTuple):
     """A SELECT statement, possibly compound; `nested` when it sits inside parentheses."""
 
     state: int = S_SELECT
@@ -182,8 +179,7 @@ class SelectFrame:
     """Result column names of the earlier cores of a compound query."""
 
 
-@dataclass(frozen=True, slots=True)
-class ExprFrame:
+class ExprFrame(NamedTuple):
     """One expression; `star_allowed` for result columns, where ``t.*`` may appear."""
 
     state: int = E_OPERAND
@@ -195,8 +191,7 @@ class ExprFrame:
     """The column name (or ``("*", qualifier)``) when the expression is just that."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArgsFrame:
+class ArgsFrame(NamedTuple):
     """The argument list of a function call, after its ``(``."""
 
     function: str
@@ -204,15 +199,13 @@ class ArgsFrame:
     count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ParenFrame:
+class ParenFrame(NamedTuple):
     """A parenthesized expression or scalar subquery, after its ``(``."""
 
     state: int = P_START
 
 
-@dataclass(frozen=True, slots=True)
-class ListFrame:
+class ListFrame(NamedTuple):
     """The value list or subquery of ``in (...)``, after its ``(``."""
 
     state: int = L_START
@@ -233,18 +226,21 @@ def _token_text(token: Token) -> str:
 class Grammar:
     """Feeds tokens to parse states of SQL queries over one schema."""
 
-    def __init__(self, schema: Schema | SchemaIndex):
+    def __init__(self, schema: Schema | SchemaIndex, *, implicit_aliases: bool = False):
         self.index = schema if isinstance(schema, SchemaIndex) else SchemaIndex(schema)
+        self.implicit_aliases = implicit_aliases
+        """Whether a table alias may follow its table without ``as`` (``from singer s``)."""
+        self._handlers = {
+            SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
+            ParenFrame: self._paren, ListFrame: self._list,
+        }
 
     def initial(self) -> Stack:
         return (SelectFrame(),)
 
     def feed(self, stack: Stack, token: Token) -> Stack:
         """Return the state after `token`; raises Rejection when the token is invalid here."""
-        handlers = {
-            SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
-            ParenFrame: self._paren, ListFrame: self._list,
-        }
+        handlers = self._handlers
         if not stack:
             raise Rejection(RejectReason.SYNTAX, f"unexpected {_token_text(token)} after the end")
         consumed = False
@@ -284,44 +280,44 @@ class Grammar:
 
         if state == S_SELECT:
             if word == "select":
-                return self._set_top(stack, replace(frame, state=S_QUANTIFIER)), True
+                return self._set_top(stack, frame._replace(state=S_QUANTIFIER)), True
             raise self._unexpected(token, "'select'")
 
         if state == S_QUANTIFIER:
             if word in ("distinct", "all"):
-                return self._set_top(stack, replace(frame, state=S_ITEM)), True
-            return self._set_top(stack, replace(frame, state=S_ITEM)), False
+                return self._set_top(stack, frame._replace(state=S_ITEM)), True
+            return self._set_top(stack, frame._replace(state=S_ITEM)), False
 
         if state == S_ITEM:
             if token == (SYMBOL, "*"):
-                scope = replace(frame.scope, outputs=frame.scope.outputs + (("*", None),))
-                return self._set_top(stack, replace(frame, state=S_ALIAS_END, scope=scope)), True
-            stack = self._set_top(stack, replace(frame, state=S_ITEM_END))
+                scope = frame.scope._replace(outputs=frame.scope.outputs + (("*", None),))
+                return self._set_top(stack, frame._replace(state=S_ALIAS_END, scope=scope)), True
+            stack = self._set_top(stack, frame._replace(state=S_ITEM_END))
             return stack + (ExprFrame(star_allowed=True),), False
 
         if state == S_ITEM_END:
             if word == "as":
-                return self._set_top(stack, replace(frame, state=S_ALIAS)), True
-            return self._set_top(stack, replace(frame, state=S_ALIAS_END)), False
+                return self._set_top(stack, frame._replace(state=S_ALIAS)), True
+            return self._set_top(stack, frame._replace(state=S_ALIAS_END)), False
 
         if state == S_ALIAS:
             if (kind == WORD and word not in RESERVED) or kind == STRING:
                 alias = text.lower()
                 scope = frame.scope
-                scope = replace(scope, aliases=scope.aliases | {alias},
+                scope = scope._replace(aliases=scope.aliases | {alias},
                                 outputs=scope.outputs[:-1] + (alias,))
-                return self._set_top(stack, replace(frame, state=S_ALIAS_END, scope=scope)), True
+                return self._set_top(stack, frame._replace(state=S_ALIAS_END, scope=scope)), True
             raise self._unexpected(token, "a column alias")
 
         if state == S_ALIAS_END:
             if token == (SYMBOL, ","):
-                return self._set_top(stack, replace(frame, state=S_ITEM)), True
-            return self._set_top(stack, replace(frame, state=S_AFTER_ITEMS)), False
+                return self._set_top(stack, frame._replace(state=S_ITEM)), True
+            return self._set_top(stack, frame._replace(state=S_AFTER_ITEMS)), False
 
         if state == S_AFTER_ITEMS:
             if word == "from":
-                scope = replace(frame.scope, from_state=IN_FROM)
-                return self._set_top(stack, replace(frame, state=S_SOURCE, scope=scope)), True
+                scope = frame.scope._replace(from_state=IN_FROM)
+                return self._set_top(stack, frame._replace(state=S_SOURCE, scope=scope)), True
             return self._close_from(stack, frame, S_AFTER_FROM), False
 
         if state == S_SOURCE:
@@ -331,20 +327,20 @@ class Grammar:
                 if columns is None:
                     raise Rejection(RejectReason.UNKNOWN_TABLE,
                                     f"no table {word!r} in database {self.index.db_id!r}")
-                scope = replace(frame.scope, sources=frame.scope.sources + (Source(word, columns),))
-                frame = replace(frame, state=S_SOURCE_ALIAS, scope=scope)
+                scope = frame.scope._replace(sources=frame.scope.sources + (Source(word, columns),))
+                frame = frame._replace(state=S_SOURCE_ALIAS, scope=scope)
                 return self._set_top(stack, frame), True
             if token == (SYMBOL, "("):
-                stack = self._set_top(stack, replace(frame, state=S_SOURCE_ALIAS))
+                stack = self._set_top(stack, frame._replace(state=S_SOURCE_ALIAS))
                 return stack + (SelectFrame(nested=True),), True
             raise self._unexpected(token, "a table name or '('")
 
         if state == S_SOURCE_ALIAS:
             if word == "as":
-                return self._set_top(stack, replace(frame, state=S_SOURCE_ALIAS_NAME)), True
-            if kind == WORD and word not in RESERVED:
+                return self._set_top(stack, frame._replace(state=S_SOURCE_ALIAS_NAME)), True
+            if kind == WORD and word not in RESERVED and self.implicit_aliases:
                 return self._set_top(stack, self._rename_last_source(frame, word)), True
-            return self._set_top(stack, replace(frame, state=S_JOIN)), False
+            return self._set_top(stack, frame._replace(state=S_JOIN)), False
 
         if state == S_SOURCE_ALIAS_NAME:
             if kind == WORD and word not in RESERVED:
@@ -356,46 +352,46 @@ class Grammar:
 
         if state == S_JOIN_KEYWORD:
             if word == "join":
-                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+                return self._set_top(stack, frame._replace(state=S_SOURCE, on_allowed=True)), True
             raise self._unexpected(token, "'join'")
 
         if state == S_LEFT:
             if word == "outer":
-                return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+                return self._set_top(stack, frame._replace(state=S_JOIN_KEYWORD)), True
             if word == "join":
-                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+                return self._set_top(stack, frame._replace(state=S_SOURCE, on_allowed=True)), True
             raise self._unexpected(token, "'outer' or 'join'")
 
         if state == S_NATURAL:
             if word == "left":
-                return self._set_top(stack, replace(frame, state=S_LEFT)), True
+                return self._set_top(stack, frame._replace(state=S_LEFT)), True
             if word in ("inner", "cross"):
-                return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+                return self._set_top(stack, frame._replace(state=S_JOIN_KEYWORD)), True
             if word == "join":
-                return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=False)), True
+                return self._set_top(stack, frame._replace(state=S_SOURCE, on_allowed=False)), True
             raise self._unexpected(token, "'join'")
 
         if state == S_AFTER_FROM:
             if word == "where":
-                return self._set_top(stack, replace(frame, state=S_AFTER_WHERE)) + (ExprFrame(),), True
-            return self._set_top(stack, replace(frame, state=S_AFTER_WHERE)), False
+                return self._set_top(stack, frame._replace(state=S_AFTER_WHERE)) + (ExprFrame(),), True
+            return self._set_top(stack, frame._replace(state=S_AFTER_WHERE)), False
 
         if state == S_AFTER_WHERE:
             if word == "group":
-                return self._set_top(stack, replace(frame, state=S_GROUP_BY)), True
-            return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)), False
+                return self._set_top(stack, frame._replace(state=S_GROUP_BY)), True
+            return self._set_top(stack, frame._replace(state=S_AFTER_HAVING)), False
 
         if state == S_GROUP_BY:
             if word == "by":
-                return self._set_top(stack, replace(frame, state=S_GROUP_ITEM_END)) + (ExprFrame(),), True
+                return self._set_top(stack, frame._replace(state=S_GROUP_ITEM_END)) + (ExprFrame(),), True
             raise self._unexpected(token, "'by'")
 
         if state == S_GROUP_ITEM_END:
             if token == (SYMBOL, ","):
                 return stack + (ExprFrame(),), True
             if word == "having":
-                return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)) + (ExprFrame(),), True
-            return self._set_top(stack, replace(frame, state=S_AFTER_HAVING)), False
+                return self._set_top(stack, frame._replace(state=S_AFTER_HAVING)) + (ExprFrame(),), True
+            return self._set_top(stack, frame._replace(state=S_AFTER_HAVING)), False
 
         if state == S_AFTER_HAVING:
             if word in SET_OPERATORS:
@@ -410,38 +406,38 @@ class Grammar:
             if word == "order":
                 if frame.compound:
                     # ORDER BY of a compound query may name a result column of any core.
-                    scope = replace(frame.scope, aliases=self._names(frame))
-                    frame = replace(frame, scope=scope)
-                return self._set_top(stack, replace(frame, state=S_ORDER_BY)), True
+                    scope = frame.scope._replace(aliases=self._names(frame))
+                    frame = frame._replace(scope=scope)
+                return self._set_top(stack, frame._replace(state=S_ORDER_BY)), True
             if word == "limit":
-                frame = replace(frame, state=S_LIMIT_END, ordered=True)
+                frame = frame._replace(state=S_LIMIT_END, ordered=True)
                 return self._set_top(stack, frame) + (ExprFrame(),), True
             return self._end(stack, frame, token)
 
         if state == S_SET_OPERATOR:
             if word == "all":
-                return self._set_top(stack, replace(frame, state=S_SELECT)), True
-            return self._set_top(stack, replace(frame, state=S_SELECT)), False
+                return self._set_top(stack, frame._replace(state=S_SELECT)), True
+            return self._set_top(stack, frame._replace(state=S_SELECT)), False
 
         if state == S_ORDER_BY:
             if word == "by":
-                frame = replace(frame, state=S_ORDER_ITEM_END, ordered=True)
+                frame = frame._replace(state=S_ORDER_ITEM_END, ordered=True)
                 return self._set_top(stack, frame) + (ExprFrame(),), True
             raise self._unexpected(token, "'by'")
 
         if state in (S_ORDER_ITEM_END, S_ORDER_DIRECTION):
             if state == S_ORDER_ITEM_END and word in ("asc", "desc"):
-                return self._set_top(stack, replace(frame, state=S_ORDER_DIRECTION)), True
+                return self._set_top(stack, frame._replace(state=S_ORDER_DIRECTION)), True
             if token == (SYMBOL, ","):
-                frame = replace(frame, state=S_ORDER_ITEM_END)
+                frame = frame._replace(state=S_ORDER_ITEM_END)
                 return self._set_top(stack, frame) + (ExprFrame(),), True
             if word == "limit":
-                return self._set_top(stack, replace(frame, state=S_LIMIT_END)) + (ExprFrame(),), True
+                return self._set_top(stack, frame._replace(state=S_LIMIT_END)) + (ExprFrame(),), True
             return self._end(stack, frame, token)
 
         if state == S_LIMIT_END:
             if word == "offset" or token == (SYMBOL, ","):
-                return self._set_top(stack, replace(frame, state=S_END)) + (ExprFrame(),), True
+                return self._set_top(stack, frame._replace(state=S_END)) + (ExprFrame(),), True
             return self._end(stack, frame, token)
 
         if state == S_END:
@@ -453,17 +449,17 @@ class Grammar:
         kind, text = token
         word = text if kind == WORD else None
         if token == (SYMBOL, ","):
-            return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=False)), True
+            return self._set_top(stack, frame._replace(state=S_SOURCE, on_allowed=False)), True
         if word == "join":
-            return self._set_top(stack, replace(frame, state=S_SOURCE, on_allowed=True)), True
+            return self._set_top(stack, frame._replace(state=S_SOURCE, on_allowed=True)), True
         if word in ("inner", "cross"):
-            return self._set_top(stack, replace(frame, state=S_JOIN_KEYWORD)), True
+            return self._set_top(stack, frame._replace(state=S_JOIN_KEYWORD)), True
         if word == "left":
-            return self._set_top(stack, replace(frame, state=S_LEFT)), True
+            return self._set_top(stack, frame._replace(state=S_LEFT)), True
         if word == "natural":
-            return self._set_top(stack, replace(frame, state=S_NATURAL)), True
+            return self._set_top(stack, frame._replace(state=S_NATURAL)), True
         if word == "on" and frame.on_allowed:
-            frame = replace(frame, on_allowed=False)
+            frame = frame._replace(on_allowed=False)
             return self._set_top(stack, frame) + (ExprFrame(),), True
         return self._close_from(stack, frame, S_AFTER_FROM), False
 
@@ -484,19 +480,19 @@ class Grammar:
     def _rename_last_source(frame: SelectFrame, alias: str) -> SelectFrame:
         sources = frame.scope.sources
         renamed = Source(alias, sources[-1].columns)
-        scope = replace(frame.scope, sources=sources[:-1] + (renamed,))
-        return replace(frame, state=S_JOIN, scope=scope)
+        scope = frame.scope._replace(sources=sources[:-1] + (renamed,))
+        return frame._replace(state=S_JOIN, scope=scope)
 
     def _select_child_done(self, parent: SelectFrame, child) -> SelectFrame:
         if isinstance(child, ExprFrame) and parent.state == S_ITEM_END:
             scope = parent.scope
-            return replace(parent, scope=replace(scope, outputs=scope.outputs + (child.simple,)))
+            return parent._replace(scope=scope._replace(outputs=scope.outputs + (child.simple,)))
         if isinstance(child, SelectFrame) and parent.state == S_SOURCE_ALIAS:
             # A subquery in FROM exposes its result columns under the alias that follows.
             columns = self._output_columns(child)
             scope = parent.scope
-            scope = replace(scope, sources=scope.sources + (Source("", columns),))
-            return replace(parent, scope=scope)
+            scope = scope._replace(sources=scope.sources + (Source("", columns),))
+            return parent._replace(scope=scope)
         return parent
 
     @staticmethod
@@ -529,8 +525,8 @@ class Grammar:
         pending = frame.scope.pending
         if not frame.scope.sources and ("*", None) in frame.scope.outputs:
             raise Rejection(RejectReason.SYNTAX, "'select *' needs a FROM clause")
-        scope = replace(frame.scope, from_state=AFTER_FROM, pending=())
-        stack = self._set_top(stack, replace(frame, state=next_state, scope=scope))
+        scope = frame.scope._replace(from_state=AFTER_FROM, pending=())
+        stack = self._set_top(stack, frame._replace(state=next_state, scope=scope))
         for qualifier, column in pending:
             if column == "*":
                 if not scope.has_qualifier(qualifier):
@@ -568,8 +564,8 @@ class Grammar:
                 # SQLite resolves ON conditions against the whole FROM clause, so a table
                 # joined later may still provide the column.
                 self._check_plausible(qualifier, column)
-                scope = replace(scope, pending=scope.pending + ((qualifier, column),))
-                return stack[:position] + (replace(frame, scope=scope),) + stack[position + 1:]
+                scope = scope._replace(pending=scope.pending + ((qualifier, column),))
+                return stack[:position] + (frame._replace(scope=scope),) + stack[position + 1:]
         raise self._missing(stack, qualifier, column)
 
     def _check_plausible(self, qualifier: str | None, column: str) -> None:
@@ -637,7 +633,7 @@ class Grammar:
                 stack = self._set_top(stack, self._after(frame, None))
                 return stack + (ArgsFrame(name),), True
             if token == (SYMBOL, "."):
-                return self._set_top(stack, replace(frame, state=E_DOT)), True
+                return self._set_top(stack, frame._replace(state=E_DOT)), True
             stack = self._resolve(stack, None, name, len(stack) - 2)
             return self._set_top(stack, self._after(frame, name)), False
 
@@ -656,20 +652,20 @@ class Grammar:
 
         if state == E_NOT:
             if kind == WORD and text == "null":
-                return self._set_top(stack, replace(frame, state=E_AFTER)), True
+                return self._set_top(stack, frame._replace(state=E_AFTER)), True
             if kind == WORD and text in ("in", "like", "glob", "between"):
-                return self._set_top(stack, replace(frame, state=E_AFTER)), False
+                return self._set_top(stack, frame._replace(state=E_AFTER)), False
             raise self._unexpected(token, "'in', 'like', 'between' or 'null' after 'not'")
 
         if state == E_IS:
             if kind == WORD and text == "not":
-                return self._set_top(stack, replace(frame, state=E_OPERAND)), True
-            return self._set_top(stack, replace(frame, state=E_OPERAND)), False
+                return self._set_top(stack, frame._replace(state=E_OPERAND)), True
+            return self._set_top(stack, frame._replace(state=E_OPERAND)), False
 
         if state in (E_EXISTS, E_IN):
             if token == (SYMBOL, "("):
                 child = SelectFrame(nested=True) if state == E_EXISTS else ListFrame()
-                return self._set_top(stack, replace(frame, state=E_AFTER)) + (child,), True
+                return self._set_top(stack, frame._replace(state=E_AFTER)) + (child,), True
             raise self._unexpected(token, "'('")
 
         raise AssertionError(f"unknown expression state {state}")
@@ -677,7 +673,7 @@ class Grammar:
     @staticmethod
     def _after(frame: ExprFrame, simple) -> ExprFrame:
         simple = simple if frame.operands == 0 else None
-        return replace(frame, state=E_AFTER, name="", operands=frame.operands + 1, simple=simple)
+        return frame._replace(state=E_AFTER, name="", operands=frame.operands + 1, simple=simple)
 
     def _operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
         kind, text = token
@@ -687,13 +683,13 @@ class Grammar:
             if text == "(":
                 return self._set_top(stack, self._after(frame, None)) + (ParenFrame(),), True
             if text in ("-", "+"):
-                return self._set_top(stack, replace(frame, operands=frame.operands + 1)), True
+                return self._set_top(stack, frame._replace(operands=frame.operands + 1)), True
             raise self._unexpected(token, "a value, column or '('")
         if kind == WORD:
             if text == "not":
-                return self._set_top(stack, replace(frame, operands=frame.operands + 1)), True
+                return self._set_top(stack, frame._replace(operands=frame.operands + 1)), True
             if text == "exists":
-                return self._set_top(stack, replace(frame, state=E_EXISTS,
+                return self._set_top(stack, frame._replace(state=E_EXISTS,
                                                     operands=frame.operands + 1)), True
             if text in LITERAL_WORDS:
                 return self._set_top(stack, self._after(frame, None)), True
@@ -704,31 +700,31 @@ class Grammar:
                     raise Rejection(RejectReason.UNKNOWN_QUALIFIER,
                                     f"table {text!r} is not in FROM")
                 raise self._missing(stack, None, text)
-            return self._set_top(stack, replace(frame, state=E_NAME, name=text)), True
+            return self._set_top(stack, frame._replace(state=E_NAME, name=text)), True
         raise self._unexpected(token, "a value, column or '('")
 
     def _after_operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
         kind, text = token
         if kind == SYMBOL and text in COMPARISON_AND_ARITHMETIC:
-            return self._set_top(stack, replace(frame, state=E_OPERAND, simple=None)), True
+            return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
         if kind == WORD:
             if text == "and" and frame.open_betweens:
-                frame = replace(frame, state=E_OPERAND, open_betweens=frame.open_betweens - 1)
+                frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens - 1)
                 return self._set_top(stack, frame), True
             if text in ("and", "or", "like", "glob"):
-                return self._set_top(stack, replace(frame, state=E_OPERAND, simple=None)), True
+                return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
             if text == "between":
-                frame = replace(frame, state=E_OPERAND, open_betweens=frame.open_betweens + 1,
+                frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens + 1,
                                 simple=None)
                 return self._set_top(stack, frame), True
             if text == "not":
-                return self._set_top(stack, replace(frame, state=E_NOT, simple=None)), True
+                return self._set_top(stack, frame._replace(state=E_NOT, simple=None)), True
             if text == "in":
-                return self._set_top(stack, replace(frame, state=E_IN, simple=None)), True
+                return self._set_top(stack, frame._replace(state=E_IN, simple=None)), True
             if text == "is":
-                return self._set_top(stack, replace(frame, state=E_IS, simple=None)), True
+                return self._set_top(stack, frame._replace(state=E_IS, simple=None)), True
             if text in ("isnull", "notnull"):
-                return self._set_top(stack, replace(frame, simple=None)), True
+                return self._set_top(stack, frame._replace(simple=None)), True
         if frame.open_betweens:
             raise self._unexpected(token, "'and' of 'between'")
         return self._pop(stack, frame), False
@@ -739,8 +735,8 @@ class Grammar:
                                if isinstance(stack[i], SelectFrame))
         frame = stack[select_position]
         if frame.scope.from_state != AFTER_FROM:
-            scope = replace(frame.scope, pending=frame.scope.pending + ((qualifier, "*"),))
-            return stack[:select_position] + (replace(frame, scope=scope),) + stack[select_position + 1:]
+            scope = frame.scope._replace(pending=frame.scope.pending + ((qualifier, "*"),))
+            return stack[:select_position] + (frame._replace(scope=scope),) + stack[select_position + 1:]
         if not frame.scope.has_qualifier(qualifier):
             raise self._missing(stack, qualifier, "*")
         return stack
@@ -754,20 +750,20 @@ class Grammar:
             if token == (SYMBOL, ")") and minimum == 0:
                 return self._pop(stack, frame), True
             if token == (SYMBOL, "*") and frame.function == "count":
-                return self._set_top(stack, replace(frame, state=A_STAR)), True
+                return self._set_top(stack, frame._replace(state=A_STAR)), True
             if kind == WORD and text == "distinct" and aggregate:
-                return self._set_top(stack, replace(frame, state=A_ARGUMENT)), True
-            frame = replace(frame, state=A_AFTER_ARGUMENT, count=1)
+                return self._set_top(stack, frame._replace(state=A_ARGUMENT)), True
+            frame = frame._replace(state=A_AFTER_ARGUMENT, count=1)
             return self._set_top(stack, frame) + (ExprFrame(),), False
         if frame.state == A_ARGUMENT:
-            frame = replace(frame, state=A_AFTER_ARGUMENT, count=frame.count + 1)
+            frame = frame._replace(state=A_AFTER_ARGUMENT, count=frame.count + 1)
             return self._set_top(stack, frame) + (ExprFrame(),), False
         if frame.state == A_STAR:
             if token == (SYMBOL, ")"):
                 return self._pop(stack, frame), True
             raise self._unexpected(token, "')' after 'count(*'")
         if token == (SYMBOL, ",") and (maximum is None or frame.count < maximum):
-            return self._set_top(stack, replace(frame, state=A_ARGUMENT)), True
+            return self._set_top(stack, frame._replace(state=A_ARGUMENT)), True
         if token == (SYMBOL, ")") and frame.count >= minimum:
             return self._pop(stack, frame), True
         if token == (SYMBOL, ")"):

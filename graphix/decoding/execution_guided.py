@@ -1,0 +1,108 @@
+"""Execution-guided choice: the best finished beam that runs on the database wins.
+
+Beam search returns several finished hypotheses ordered by score. Many top hypotheses
+of a small model fail in ways a database reveals at once: they do not parse, name a
+column that does not exist, or run into an error or the time limit. `choose_executable`
+walks the beams best-first and returns the first one that passes every check, with the
+reason each earlier beam was rejected; when none passes it falls back to the top beam.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from graphix.decoding.prefix_checker import PrefixChecker
+from graphix.errors import InputError, QueryTimeoutError, SQLExecutionError
+from graphix.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, ReadOnlyDatabase
+from graphix.schema import Schema
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BeamVerdict:
+    """What happened to one beam: its SQL, whether it passed, and why not."""
+
+    index: int
+    sql: str
+    accepted: bool
+    reason: str
+    """``ok``, or what failed: ``invalid: <checker message>``, ``failed: <SQLite error>``,
+    ``timed out``, ``no rows``, or ``not checked`` for beams after the chosen one."""
+
+
+@dataclass(frozen=True)
+class ExecutionChoice:
+    """The chosen beam and a verdict for every beam."""
+
+    index: int
+    sql: str
+    fallback: bool
+    """True when no beam passed and the top beam was returned anyway."""
+    verdicts: list[BeamVerdict] = field(default_factory=list)
+
+
+def strip_db_id(text: str, db_id: str) -> str:
+    """Return the SQL of a ``db_id | sql`` target; other text is returned stripped."""
+    head, bar, rest = text.partition("|")
+    if bar and head.strip().lower() == db_id.lower():
+        return rest.strip()
+    return text.strip()
+
+
+def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
+                      database: ReadOnlyDatabase, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                      max_rows: int = DEFAULT_MAX_ROWS,
+                      require_rows: bool = False) -> ExecutionChoice:
+    """Return the first of `beams` (best first) that is valid for the schema and runs.
+
+    Each beam is ``db_id | sql`` or bare SQL. A beam passes when the checker accepts it
+    as a complete query, it runs on `database` without error within `timeout_s` seconds,
+    and, with `require_rows`, returns at least one row. Fetching stops after `max_rows`
+    rows, so the rest of a long result is neither computed nor timed. Beams after the
+    chosen one are not run.
+    """
+    if not beams:
+        raise InputError("no beams to choose from; generate at least one sequence")
+    if isinstance(schema, PrefixChecker):
+        schema = schema.index.schema
+    # Unlike decoding, this check need not steer a model, so any valid alias form passes.
+    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True)
+    db_id = checker.index.db_id
+
+    verdicts: list[BeamVerdict] = []
+    chosen = None
+    for index, text in enumerate(beams):
+        sql = strip_db_id(text, db_id)
+        if chosen is not None:
+            verdicts.append(BeamVerdict(index, sql, False, "not checked"))
+            continue
+        reason = _rejection(checker, database, sql, timeout_s, max_rows, require_rows)
+        verdicts.append(BeamVerdict(index, sql, reason is None, reason or "ok"))
+        if reason is None:
+            chosen = index
+
+    if chosen is None:
+        logger.debug("no beam of %d runs on %s; returning the top beam", len(beams), db_id)
+        return ExecutionChoice(0, verdicts[0].sql, True, verdicts)
+    return ExecutionChoice(chosen, verdicts[chosen].sql, False, verdicts)
+
+
+def _rejection(checker: PrefixChecker, database: ReadOnlyDatabase, sql: str,
+               timeout_s: float, max_rows: int, require_rows: bool) -> str | None:
+    state = checker.check(sql)
+    if not state.ok:
+        return f"invalid: {state.rejection.message}"
+    if not checker.is_complete(state):
+        return "invalid: incomplete query"
+    try:
+        result = database.execute(sql, timeout_s=timeout_s, max_rows=max_rows)
+    except QueryTimeoutError:
+        return "timed out"
+    except SQLExecutionError as error:
+        return f"failed: {error}"
+    if require_rows and not result.rows:
+        return "no rows"
+    return None
