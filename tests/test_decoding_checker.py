@@ -117,7 +117,7 @@ VALID = [
     "select concert_name from concert where year >= 2014 and not year = 2015",
     "select name from singer where country = \"It's \"\"quoted\"\"\"",
     "select name from singer where age is null and singer_id in ( 1 , 2 , 3 )",
-    "select s.name from singer s join stadium t on s.country = t.location",
+    "select s.name from singer as s join stadium as t on s.country = t.location",
     "select t1.name from singer as t1 left join singer_in_concert as t2 "
     "on t1.singer_id = t2.singer_id where t2.concert_id is null",
     "select upper ( name ) , length ( country ) , round ( age / 2.0 , 1 ) from singer",
@@ -198,7 +198,7 @@ def test_checker_rejects_invalid_prefix_fed_in_pieces(music, reason, prefix, cas
 ])
 def test_checker_accepts_incomplete_prefix(music, prefix):
     state = music.check(prefix)
-    assert state.ok, state.rejection and state.rejection.message
+    assert state.rejection is None, state.rejection.message
     assert not music.is_complete(state)
 
 
@@ -302,3 +302,9 @@ def test_unsupported_gold_fails_in_sqlite(spider):
                 connection.execute(example["query"])
         finally:
             connection.close()
+
+
+def test_implicit_aliases_are_optional():
+    sql = "music | select s.name from singer s join stadium t on s.country = t.location"
+    assert not PrefixChecker(MUSIC).accepts_prefix(sql)
+    assert PrefixChecker(MUSIC, implicit_aliases=True).accepts_query(sql)

@@ -95,8 +95,8 @@ def test_processor_masks_invalid_candidates(tokenizer):
 
     # Only the space survives: ',' and '*' cannot follow FROM, the query is incomplete
     # so EOS is masked, and 'singer' is valid but outside the top 4.
-    kept = torch.isfinite(masked[0]).nonzero().flatten().tolist()
-    assert kept == [space]
+    surviving = torch.isfinite(masked[0]).nonzero().flatten().tolist()
+    assert surviving == [space]
     assert masked[0, space] == scores[0, space]
 
 

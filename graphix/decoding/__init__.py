@@ -1,6 +1,18 @@
-"""Decoding helpers: schema-constrained beam search and execution-guided choice."""
+"""Decoding helpers: schema-constrained beam search and execution-guided choice.
 
+`PrefixChecker` checks whether decoded ``db_id | sql`` text can still become a valid
+query for a schema. `graphix.decoding.logits.SchemaConstrainedLogitsProcessor` applies
+it inside Hugging Face ``generate`` (imported from its module, because it needs torch).
+`choose_executable` picks the best finished beam that runs on the database.
+"""
+
+from graphix.decoding.execution_guided import (
+    BeamVerdict, ExecutionChoice, choose_executable, strip_db_id,
+)
 from graphix.decoding.prefix_checker import CheckerState, PrefixChecker
 from graphix.decoding.sql_grammar import RejectReason, Rejection
 
-__all__ = ["CheckerState", "PrefixChecker", "RejectReason", "Rejection"]
+__all__ = [
+    "BeamVerdict", "CheckerState", "ExecutionChoice", "PrefixChecker", "RejectReason",
+    "Rejection", "choose_executable", "strip_db_id",
+]

@@ -46,7 +46,7 @@ def time_constrained_generation(model, tokenizer, inputs: Mapping, schemas: Sequ
                                 repeats: int = 5) -> GenerationTiming:
     """Time ``model.generate`` with and without schema constraints, runs interleaved.
 
-    `inputs` holds the encoder inputs (``input_ids``, ``attention_mask``) of one batch
+    `inputs` contains the encoder inputs (``input_ids``, ``attention_mask``) of one batch
     and `schemas` one schema per example. Runs alternate between the two modes so that
     load from other processes affects both alike; each mode also runs once untimed first.
     """

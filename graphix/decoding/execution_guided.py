@@ -4,7 +4,7 @@ Beam search returns several finished hypotheses ordered by score. Many top hypot
 of a small model fail in ways a database reveals at once: they do not parse, name a
 column that does not exist, or run into an error or the time limit. `choose_executable`
 walks the beams best-first and returns the first one that passes every check, with the
-reason each earlier beam was rejected; when none passes it falls back to the top beam.
+reason each earlier beam was rejected. When none passes, it falls back to the top beam.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BeamVerdict:
-    """What happened to one beam: its SQL, whether it passed, and why not."""
+    """The outcome for one beam: its SQL, whether it passed, and the reason if not."""
 
     index: int
     sql: str

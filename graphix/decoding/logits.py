@@ -1,10 +1,10 @@
 """Schema-constrained beam search: a logits processor that masks invalid continuations.
 
 At every generation step, for each running sequence, the processor takes the `top_k`
-highest-scoring next tokens, appends each token's text to the sequence's checker state
-and keeps only the tokens the `PrefixChecker` accepts; every other token gets a score of
--inf. Checking only the top candidates, not the whole vocabulary, is what PICARD calls
-lazy checking (Scholak et al., 2021). The end-of-sequence token is kept only when the
+highest-scoring next tokens and appends each token's text to the sequence's checker
+state. It keeps the tokens the `PrefixChecker` accepts and gives every other token a
+score of -inf. Checking only the top candidates, not the whole vocabulary, is what
+PICARD calls lazy checking (Scholak et al., 2021). The end-of-sequence token is kept only when the
 text so far is a complete query.
 
 Checker states are cached by token-id prefix, so a step costs one `feed` of a few
@@ -188,7 +188,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         return checker.feed(checker.initial(), text), text.endswith(" ")
 
     def is_valid_output(self, example: int, token_ids: Sequence[int]) -> bool:
-        """Whether generated ids (decoder start first, EOS and padding allowed) form a query."""
+        """Check whether generated ids (decoder start first, EOS and padding allowed) form a query."""
         checker = self.checkers[example]
         state = checker.initial()
         for token_id in list(token_ids)[1:]:

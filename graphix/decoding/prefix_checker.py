@@ -4,7 +4,7 @@ The decoded target is ``db_id | sql``. `PrefixChecker` feeds it character by cha
 first the ``db_id |`` header, then the SQL through the incremental lexer
 (`graphix.decoding.sql_lexer`) into the schema-aware parser
 (`graphix.decoding.sql_grammar`). A state is rejected as soon as no continuation can
-make the query valid; a partial last word (``sing`` while typing ``singer``) stays
+make the query valid. A partial last word (``sing`` while typing ``singer``) stays
 accepted while some keyword, function, schema name or new alias starts with it.
 
 >>> from graphix.schema import Column, Schema, Table
@@ -53,9 +53,9 @@ class PrefixChecker:
     """Incremental validity checks of ``db_id | sql`` texts for one schema.
 
     `with_db_id=False` checks bare SQL without the header. `implicit_aliases=True` also
-    accepts table aliases without ``as`` (``from singer s``); they are off by default
-    because normalized targets always write ``as``, and without that rule any word after
-    a table name would pass as an alias.
+    accepts table aliases without ``as`` (``from singer s``). They are off by default
+    because normalized targets always write ``as``. Without that rule, any word after a
+    table name would pass as an alias.
     """
 
     def __init__(self, schema: Schema, *, with_db_id: bool = True,
@@ -100,7 +100,7 @@ class PrefixChecker:
         return CheckerState(header, lexer, stack)
 
     def is_complete(self, state: CheckerState) -> bool:
-        """Whether the text read so far is a whole valid query (the end may come here)."""
+        """Check whether the text read so far is a whole valid query, so the end may come here."""
         if state.rejection is not None or state.header is not None:
             return False
         tokens = []

@@ -5,22 +5,28 @@ parse state costs nothing to keep and feeding one token builds a new state from 
 old one (usually by replacing the top frame). Decoding keeps one state per beam and
 feeds each candidate continuation to it.
 
-Covered SQL: ``select [distinct|all]`` result columns (``*``, ``t.*``, expressions with
-``as`` aliases); ``from`` tables and parenthesized subqueries with optional aliases,
-joined by ``,``, ``join``, ``inner join``, ``left [outer] join``, ``cross join`` or
-``natural join`` with ``on`` conditions; ``where``; ``group by`` with ``having``;
-``order by`` with ``asc``/``desc``; ``limit`` with ``offset``; ``union [all]``,
-``intersect`` and ``except``. Expressions: literals, column references, function calls
-(aggregates with ``distinct`` and ``count(*)``), arithmetic and comparison operators,
-``and``/``or``/``not``, ``[not] in (list or subquery)``, ``[not] like``,
-``[not] between ... and ...``, ``is [not] null``, ``exists (subquery)`` and scalar
-subqueries. Not covered: ``case``, ``cast``, ``with``, window functions, ``using``.
+Covered SQL:
+
+- ``select [distinct|all]`` with result columns ``*``, ``t.*`` and expressions with
+  ``as`` aliases;
+- ``from`` tables and parenthesized subqueries with aliases, joined by ``,``, ``join``,
+  ``inner join``, ``left [outer] join``, ``cross join`` or ``natural join``, with ``on``;
+- ``where``, ``group by`` with ``having``, ``order by`` with ``asc``/``desc``, ``limit``
+  with ``offset``, and ``union [all]``, ``intersect``, ``except``;
+- expressions: literals, column references, function calls (aggregates with ``distinct``
+  and ``count(*)``), arithmetic and comparison operators, ``and``/``or``/``not``,
+  ``[not] in`` (list or subquery), ``[not] like``, ``[not] between ... and ...``,
+  ``is [not] null``, ``exists (subquery)`` and scalar subqueries.
+
+Not covered: ``case``, ``cast``, ``with``, window functions and ``using``.
 
 Name checks follow SQLite's rules. A column reference must belong to a table (or
 subquery) of the innermost FROM clause that has it, or of an enclosing query, and an
 unqualified name found in two tables of one FROM clause is ambiguous. The result
 columns come before FROM, so their references are kept as pending and checked when
-the FROM clause ends. A table alias hides the table's own name as a qualifier.
+the FROM clause ends. SQLite also lets an ``on`` condition name a table joined later,
+so unresolved names in ``on`` wait for the end of FROM too. A table alias hides the
+table's own name as a qualifier.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from graphix.schema import Schema
 
 
 class RejectReason(str, enum.Enum):
-    """Why a prefix can no longer become a valid query."""
+    """Reason a prefix can no longer become a valid query."""
 
     SYNTAX = "syntax"
     UNBALANCED = "unbalanced"
@@ -48,7 +54,7 @@ class RejectReason(str, enum.Enum):
 
 
 class Rejection(Exception):
-    """Raised when a token makes the query invalid; `reason` says which rule failed."""
+    """Raised when a token makes the query invalid; `reason` names the rule that failed."""
 
     def __init__(self, reason: RejectReason, message: str):
         super().__init__(message)
