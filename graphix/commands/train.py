@@ -9,7 +9,7 @@ HELP = "train a Graphix-T5 model on Spider (resumable; runs under `accelerate la
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from graphix.config import describe
-    from graphix.training import TrainConfig
+    from graphix.training_config import TrainConfig
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "configuration keys (set in the JSON file or as key=value):\n" + describe(
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from graphix.config import load_config
-    from graphix.training import TrainConfig, Trainer, load_run_config
+    from graphix.training import Trainer, load_run_config
+    from graphix.training_config import TrainConfig
 
     overrides = list(args.overrides)
     if args.output_dir:

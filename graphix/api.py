@@ -1,0 +1,232 @@
+"""Python API: load a model once, then ask questions of SQLite databases.
+
+>>> from graphix.api import Text2SQL                       # doctest: +SKIP
+>>> model = Text2SQL.from_pretrained()                      # the bundled model
+>>> answer = model.ask("How many books are there?", db="data/demo/bookshop.sqlite")
+>>> answer.sql, answer.rows
+('select count(*) from book', [(12,)])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphix.errors import CheckpointError, GraphixError, InputError, SQLParseError
+from graphix.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, ReadOnlyDatabase
+from graphix.schema import Schema
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "resources" / "default_model"
+MAX_QUESTION_CHARS = 2000
+
+
+@dataclass
+class Answer:
+    """The SQL for one question, its beams and, when executed, the result rows."""
+
+    question: str
+    sql: str
+    beams: list[tuple[str, float]]
+    """(sql, log-probability) of every finished beam, best first."""
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
+    truncated: bool = False
+    """True when the row cap cut the result."""
+    error: str | None = None
+    """Why execution failed, when it did; the SQL is still returned."""
+    dialect: str = "sqlite"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"question": self.question, "sql": self.sql, "dialect": self.dialect,
+                "beams": [{"sql": sql, "score": score} for sql, score in self.beams],
+                "columns": self.columns, "rows": [list(row) for row in self.rows],
+                "truncated": self.truncated, "error": self.error, "timings_ms": self.timings_ms}
+
+
+def transpile(sql: str, dialect: str) -> str:
+    """Rewrite SQLite SQL for another dialect with sqlglot (postgres, mysql, duckdb, ...)."""
+    if dialect == "sqlite":
+        return sql
+    import sqlglot
+    from sqlglot.errors import ParseError
+
+    if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
+        raise InputError(f"unknown SQL dialect {dialect!r}; choose one of "
+                         + ", ".join(sorted(_dialect_names())))
+    try:
+        return sqlglot.transpile(sql, read="sqlite", write=dialect)[0]
+    except ParseError as error:
+        raise SQLParseError(f"cannot transpile the generated SQL to {dialect}: {error}") from None
+
+
+def _dialect_names() -> set[str]:
+    from sqlglot.dialects.dialect import Dialect
+
+    return {name for name in Dialect.classes if name}
+
+
+class Text2SQL:
+    """A loaded Graphix model with per-database caches of schemas and value indexes."""
+
+    def __init__(self, model, tokenizer, *, max_input_tokens: int = 512,
+                 max_new_tokens: int = 256, model_dir: Path | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_input_tokens = max_input_tokens
+        self.max_new_tokens = max_new_tokens
+        self.model_dir = model_dir
+        self._preprocessors: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, *, device: str = "cpu") -> Text2SQL:
+        """Load a model folder written by ``graphix train`` (default: the bundled model)."""
+        import torch
+
+        from graphix.model import GraphixT5ForConditionalGeneration
+        from graphix.tokenizer import load_tokenizer
+
+        folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        if not (folder / "config.json").is_file():
+            if path is None:
+                raise CheckpointError(
+                    f"no bundled model found at {folder}; pass --model with a folder written by "
+                    "`graphix train` (the package ships one in released versions)"
+                )
+            raise CheckpointError(f"model folder {folder} has no config.json; pass a folder "
+                                  "written by `graphix train` or save_pretrained")
+        try:
+            model = GraphixT5ForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise CheckpointError(f"cannot load the model in {folder}: {error}") from None
+        tokenizer = load_tokenizer(folder)
+        settings = _training_settings(folder)
+        return cls(model.to(device), tokenizer,
+                   max_input_tokens=settings.get("max_input_tokens", 512),
+                   max_new_tokens=settings.get("max_target_tokens", 256), model_dir=folder)
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def _schema_and_preprocessor(self, db):
+        from graphix.preprocess import PreprocessConfig, Preprocessor
+        from graphix.serialization import SerializationConfig
+
+        if isinstance(db, Schema):
+            schema = db
+            key = ("schema", id(db))
+        else:
+            path = Path(db).resolve()
+            stat = path.stat() if path.exists() else None
+            key = ("file", str(path), stat and stat.st_mtime_ns, stat and stat.st_size)
+            schema = None
+        with self._lock:
+            cached = self._preprocessors.get(key)
+        if cached is not None:
+            return cached
+        if schema is None:
+            schema = Schema.from_sqlite(db)
+        if not schema.tables:
+            raise InputError(f"database {schema.path or schema.db_id} has no tables to ask about")
+        config = PreprocessConfig(serialization=SerializationConfig(
+            max_input_tokens=self.max_input_tokens, max_target_tokens=self.max_new_tokens))
+        preprocessor = Preprocessor(self.tokenizer, config)
+        with self._lock:
+            self._preprocessors[key] = (schema, preprocessor)
+        return schema, preprocessor
+
+    @staticmethod
+    def check_question(question: str) -> str:
+        """Return the question with spaces folded; raise InputError if it cannot be used."""
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty; ask a question about the database in English")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InputError(f"the question has {len(question)} characters; the limit is "
+                             f"{MAX_QUESTION_CHARS}. Shorten it")
+        return " ".join(question.split())
+
+    # ------------------------------------------------------------------ asking
+
+    def ask(self, question: str, db, *, num_beams: int = 1, execute: bool = True,
+            dialect: str = "sqlite", max_rows: int = DEFAULT_MAX_ROWS,
+            timeout_s: float = DEFAULT_TIMEOUT_S) -> Answer:
+        """Translate one question into SQL for `db` (a SQLite path or a Schema) and run it."""
+        return self.ask_many([question], db, num_beams=num_beams, execute=execute,
+                             dialect=dialect, max_rows=max_rows, timeout_s=timeout_s)[0]
+
+    def ask_many(self, questions: list[str], db, *, num_beams: int = 1, execute: bool = True,
+                 dialect: str = "sqlite", max_rows: int = DEFAULT_MAX_ROWS,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 16) -> list[Answer]:
+        """Answer several questions; `db` is one database for all or a list, one per question."""
+        from graphix.data import Example
+        from graphix.inference import generate_sql
+
+        dbs = db if isinstance(db, (list, tuple)) else [db] * len(questions)
+        if len(dbs) != len(questions):
+            raise InputError(f"got {len(questions)} questions but {len(dbs)} databases; pass one "
+                             "database or one per question")
+        if num_beams < 1:
+            raise InputError(f"num_beams must be at least 1, got {num_beams}")
+
+        start = time.perf_counter()
+        records, schemas = [], []
+        for question, database in zip(questions, dbs):
+            question = self.check_question(question)
+            schema, preprocessor = self._schema_and_preprocessor(database)
+            records.append(preprocessor.process(Example(question, schema.db_id), schema))
+            schemas.append(schema)
+        prepared = time.perf_counter()
+        beams = generate_sql(self.model, self.tokenizer, records, num_beams=num_beams,
+                             max_new_tokens=self.max_new_tokens, batch_size=batch_size)
+        generated = time.perf_counter()
+
+        answers = []
+        for question, schema, candidates in zip(questions, schemas, beams):
+            answer = Answer(question=question, sql=candidates[0].sql,
+                            beams=[(b.sql, b.score) for b in candidates], dialect=dialect)
+            if execute:
+                self._execute(answer, schema, max_rows, timeout_s)
+            if dialect != "sqlite":
+                answer.sql = transpile(answer.sql, dialect)
+                answer.beams = [(transpile(sql, dialect), score) for sql, score in answer.beams]
+            answers.append(answer)
+        finished = time.perf_counter()
+        share = 1000 / len(questions)
+        for answer in answers:
+            answer.timings_ms = {"preprocess": round((prepared - start) * share, 2),
+                                 "generate": round((generated - prepared) * share, 2),
+                                 "execute": round((finished - generated) * share, 2)}
+        return answers
+
+    @staticmethod
+    def _execute(answer: Answer, schema: Schema, max_rows: int, timeout_s: float) -> None:
+        if schema.path is None:
+            answer.error = "not executed: the schema has no database file"
+            return
+        try:
+            with ReadOnlyDatabase(schema.path) as database:
+                result = database.execute(answer.sql, timeout_s=timeout_s, max_rows=max_rows)
+        except GraphixError as error:
+            answer.error = str(error)
+            logger.info("generated SQL failed on %s: %s", schema.path, error)
+            return
+        answer.columns = list(result.columns)
+        answer.rows = result.rows
+        answer.truncated = result.truncated
+
+
+def _training_settings(folder: Path) -> dict:
+    path = folder / "training.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    except (json.JSONDecodeError, AttributeError):
+        logger.warning("ignoring unreadable %s", path)
+        return {}
