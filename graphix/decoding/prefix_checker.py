@@ -64,7 +64,7 @@ class PrefixChecker:
         self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases)
         self.db_id = schema.db_id.lower()
         self.with_db_id = with_db_id
-        self._word_outcomes: dict[tuple[str, tuple], Rejection | None] = {}
+        self._word_outcomes: dict[tuple[str, int], tuple[tuple, Rejection | None]] = {}
         self._initial = CheckerState("" if with_db_id else None, _EMPTY_LEXER,
                                      self.grammar.initial())
 
@@ -164,11 +164,12 @@ class PrefixChecker:
             self._first_accepted(stack, [(SYMBOL, c) for c in completions])
 
     def _check_partial_word(self, prefix: str, stack: tuple) -> None:
-        # Beams and candidates often share a parse state and a partial word, and a probe
-        # costs many token feeds, so outcomes are memoized (parse states are hashable).
-        key = (prefix, stack)
-        outcome = self._word_outcomes.get(key, False)
-        if outcome is False:
+        # Candidates that extend the same partial word share the parse stack object, and a
+        # probe costs many token feeds, so outcomes are memoized by stack identity. The
+        # entry keeps the stack alive, so its id cannot be reused while the entry exists.
+        key = (prefix, id(stack))
+        entry = self._word_outcomes.get(key)
+        if entry is None or entry[0] is not stack:
             try:
                 self._probe_partial_word(prefix, stack)
                 outcome = None
@@ -176,9 +177,10 @@ class PrefixChecker:
                 outcome = rejection
             if len(self._word_outcomes) >= _MAX_MEMOIZED_WORDS:
                 self._word_outcomes.clear()
-            self._word_outcomes[key] = outcome
-        if outcome is not None:
-            raise outcome
+            entry = (stack, outcome)
+            self._word_outcomes[key] = entry
+        if entry[1] is not None:
+            raise entry[1]
 
     def _probe_partial_word(self, prefix: str, stack: tuple) -> None:
         try:
