@@ -155,15 +155,23 @@ class Text2SQL:
 
     def ask(self, question: str, db, *, num_beams: int = 1, execute: bool = True,
             dialect: str = "sqlite", max_rows: int = DEFAULT_MAX_ROWS,
-            timeout_s: float = DEFAULT_TIMEOUT_S) -> Answer:
+            timeout_s: float = DEFAULT_TIMEOUT_S, constrained: bool = False,
+            execution_guided: bool = False) -> Answer:
         """Translate one question into SQL for `db` (a SQLite path or a Schema) and run it."""
         return self.ask_many([question], db, num_beams=num_beams, execute=execute,
-                             dialect=dialect, max_rows=max_rows, timeout_s=timeout_s)[0]
+                             dialect=dialect, max_rows=max_rows, timeout_s=timeout_s,
+                             constrained=constrained, execution_guided=execution_guided)[0]
 
     def ask_many(self, questions: list[str], db, *, num_beams: int = 1, execute: bool = True,
                  dialect: str = "sqlite", max_rows: int = DEFAULT_MAX_ROWS,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 16) -> list[Answer]:
-        """Answer several questions; `db` is one database for all or a list, one per question."""
+                 timeout_s: float = DEFAULT_TIMEOUT_S, batch_size: int = 16,
+                 constrained: bool = False, execution_guided: bool = False) -> list[Answer]:
+        """Answer several questions; `db` is one database for all or a list, one per question.
+
+        `constrained` masks, during beam search, continuations that can no longer become
+        valid SQL for the schema. `execution_guided` returns the best beam that names only
+        schema items and runs without error on the database (the top beam when none does).
+        """
         from graphix.data import Example
         from graphix.inference import generate_sql
 
@@ -182,14 +190,20 @@ class Text2SQL:
             records.append(preprocessor.process(Example(question, schema.db_id), schema))
             schemas.append(schema)
         prepared = time.perf_counter()
+        factory = None
+        if constrained:
+            factory = self._constraint_factory(schemas)
         beams = generate_sql(self.model, self.tokenizer, records, num_beams=num_beams,
-                             max_new_tokens=self.max_new_tokens, batch_size=batch_size)
+                             max_new_tokens=self.max_new_tokens, batch_size=batch_size,
+                             logits_processor_factory=factory)
         generated = time.perf_counter()
 
         answers = []
         for question, schema, candidates in zip(questions, schemas, beams):
             answer = Answer(question=question, sql=candidates[0].sql,
                             beams=[(b.sql, b.score) for b in candidates], dialect=dialect)
+            if execution_guided:
+                answer.sql = self._choose_executable(answer, schema, timeout_s)
             if execute:
                 self._execute(answer, schema, max_rows, timeout_s)
             if dialect != "sqlite":
@@ -203,6 +217,36 @@ class Text2SQL:
                                  "generate": round((generated - prepared) * share, 2),
                                  "execute": round((finished - generated) * share, 2)}
         return answers
+
+    def _checker(self, schema: Schema):
+        from graphix.decoding import PrefixChecker
+
+        key = ("checker", id(schema))
+        with self._lock:
+            checker = self._preprocessors.get(key)
+            if checker is None:
+                checker = self._preprocessors[key] = (PrefixChecker(schema), schema)
+        return checker[0]
+
+    def _constraint_factory(self, schemas: list[Schema]):
+        from graphix.decoding.logits import SchemaConstrainedLogitsProcessor
+
+        checkers = [self._checker(schema) for schema in schemas]
+
+        def factory(positions: slice):
+            return [SchemaConstrainedLogitsProcessor(self.tokenizer, checkers[positions])]
+
+        return factory
+
+    def _choose_executable(self, answer: Answer, schema: Schema, timeout_s: float) -> str:
+        from graphix.decoding import choose_executable
+
+        if schema.path is None:
+            return answer.sql
+        with ReadOnlyDatabase(schema.path) as database:
+            choice = choose_executable([sql for sql, _ in answer.beams], schema, database,
+                                       timeout_s=timeout_s)
+        return choice.sql
 
     @staticmethod
     def _execute(answer: Answer, schema: Schema, max_rows: int, timeout_s: float) -> None:

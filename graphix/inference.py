@@ -48,8 +48,8 @@ def generate_sql(model, tokenizer, records: Sequence[dict], *, num_beams: int = 
                  logits_processor_factory: Callable | None = None) -> list[list[Beam]]:
     """Decode every record; return its beams, best first (one beam for greedy search).
 
-    `logits_processor_factory(batch_records)` may return a list of logits processors for a
-    batch, for example schema-constrained decoding.
+    `logits_processor_factory(positions)` may return a list of logits processors for the
+    batch of ``records[positions]`` (a slice), for example schema-constrained decoding.
     """
     model.eval()
     use_graph = bool(getattr(model.config, "use_graph", False))
@@ -60,7 +60,8 @@ def generate_sql(model, tokenizer, records: Sequence[dict], *, num_beams: int = 
         inputs = {k: v.to(device) for k, v in model_inputs(chunk, use_graph).items()}
         extra = {}
         if logits_processor_factory is not None:
-            extra["logits_processor"] = logits_processor_factory(chunk)
+            positions = slice(start, start + len(chunk))
+            extra["logits_processor"] = logits_processor_factory(positions)
         output = model.generate(
             **inputs,
             num_beams=num_beams,

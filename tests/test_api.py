@@ -137,3 +137,32 @@ def test_predict_writes_one_line_per_example(tiny_model_dir, spider, tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 5
     assert all(line.count("\t") == 1 and line.split("\t")[1] for line in lines)
+
+
+def test_constrained_answers_pass_the_checker(tiny):
+    from graphix.decoding import PrefixChecker
+    from graphix.schema import Schema
+
+    checker = PrefixChecker(Schema.from_sqlite(DEMO_DB), with_db_id=False, implicit_aliases=True)
+    answers = tiny.ask_many([item["question"] for item in QUESTIONS[:3]], DEMO_DB, num_beams=2,
+                            constrained=True, execute=False)
+    for answer in answers:
+        for sql, _ in answer.beams:
+            # A beam is a valid query, or a valid prefix cut off by the token limit.
+            assert checker.check(sql).ok, sql
+
+
+def test_execution_guided_prefers_a_runnable_beam(tiny, monkeypatch):
+    from graphix.inference import Beam
+
+    def fake_generate(model, tokenizer, records, **kwargs):
+        return [[Beam("select nonsense from book", "", -1.0),
+                 Beam("select count(*) from book", "", -2.0)] for _ in records]
+
+    monkeypatch.setattr("graphix.inference.generate_sql", fake_generate)
+    answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, execution_guided=True)
+    assert answer.sql == "select count(*) from book"
+    assert answer.rows == [(12,)]
+    plain = tiny.ask("How many books?", DEMO_DB, num_beams=2)
+    assert plain.sql == "select nonsense from book"
+    assert plain.error is not None

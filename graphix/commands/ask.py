@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from graphix.commands._decoding import add_decoding_arguments
+
 HELP = "ask a question of a SQLite database; prints the SQL and the first rows"
 
 
@@ -15,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the SQL in this dialect (postgres, mysql, duckdb, ...); "
                              "execution always uses the SQLite original (default: sqlite)")
     parser.add_argument("--beams", type=int, default=1, help="beam width (default: 1, greedy)")
+    add_decoding_arguments(parser)
     parser.add_argument("--no-execute", action="store_true", help="print the SQL only")
     parser.add_argument("--max-rows", type=int, default=20,
                         help="rows to fetch and print (default: 20)")
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     check_database_file(args.db)
     model = Text2SQL.from_pretrained(args.model)
     answer = model.ask(args.question, args.db, num_beams=args.beams,
+                       constrained=args.constrained, execution_guided=args.execution_guided,
                        execute=not args.no_execute, dialect=args.dialect,
                        max_rows=args.max_rows, timeout_s=args.timeout)
     if args.json:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from graphix.commands._decoding import add_decoding_arguments
+
 HELP = "predict SQL for a Spider split; writes one sql<TAB>db_id line per example, in file order"
 
 
@@ -14,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="prediction file to write")
     parser.add_argument("--model", help="model folder (default: the bundled model)")
     parser.add_argument("--beams", type=int, default=1, help="beam width (default: 1)")
+    add_decoding_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16,
                         help="questions decoded together (default: 16)")
     parser.add_argument("--limit", type=int, help="predict only the first N examples")
@@ -47,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         chunk = examples[start:start + step]
         answers = model.ask_many([e.question for e in chunk],
                                  [schemas[e.db_id] for e in chunk],
-                                 num_beams=args.beams, execute=False, batch_size=step)
+                                 num_beams=args.beams, constrained=args.constrained,
+                                 execution_guided=args.execution_guided, execute=False,
+                                 batch_size=step)
         lines.extend(f"{' '.join(a.sql.split()) or 'SELECT'}\t{e.db_id}"
                      for a, e in zip(answers, chunk))
     temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
