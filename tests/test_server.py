@@ -287,6 +287,7 @@ def test_ask_in_other_dialect(db_dir):
         answer = ask(client, dialect="postgres").json()
     assert answer["sql"] == 'SELECT "title" FROM book WHERE price > 20 LIMIT 2'
     assert answer["dialect"] == "postgres"
+    assert "transpile" in answer["timings_ms"]
     assert answer["beams"][0]["sql"] == answer["sql"]
     assert len(answer["rows"]) == 2
 

@@ -47,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--max-batch-size", args.max_batch_size), ("--max-rows", args.max_rows)):
         if value < 1:
             raise InputError(f"{flag} must be at least 1, got {value}")
-    if args.max_wait_ms < 0 or args.timeout <= 0:
-        raise InputError("--max-wait-ms must not be negative and --timeout must be positive")
+    if args.max_wait_ms < 0:
+        raise InputError(f"--max-wait-ms must not be negative, got {args.max_wait_ms}")
+    if args.timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {args.timeout}")
 
     config = ServerConfig(max_rows=args.max_rows, timeout_s=args.timeout,
                           batching=BatchingConfig(max_batch_size=args.max_batch_size,

@@ -1,10 +1,14 @@
 """The FastAPI application: database listing, schemas, questions, link graphs, playground.
 
-Status codes: 400 for a body that is not a JSON object or a database id that could be a
-path, 404 for an unknown database or route, 413 for a body over the size limit, 422 for
-fields that fail validation (missing, wrong type, beams out of range, unknown dialect,
-empty question), 503 when the model queue is full or stopped, and 500 for a database
-file that cannot be read or a bug. Every error body is ``{"error": message}``.
+Every error body is ``{"error": message}``, with these status codes:
+
+- 400: the body is not a JSON object, or a database id could be a path;
+- 404: unknown database or route;
+- 413: the body is over the size limit;
+- 422: a field fails validation (missing, wrong type, beams out of range, unknown
+  dialect, empty question, unknown field);
+- 503: the model queue is full or the model is not running;
+- 500: a database file that cannot be read, or a bug.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class ServerConfig:
     max_body_bytes: int = 16 * 1024
     """Largest request body accepted; larger ones get 413."""
     max_rows: int = 100
-    """Rows returned per question; `truncated` tells when more exist."""
+    """Maximum rows returned per question; the response's `truncated` is true when more exist."""
     timeout_s: float = 5.0
     """Time limit of one generated query, in seconds."""
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -106,7 +110,7 @@ def create_app(db_dir: str | Path, model_path: str | Path | None = None, *,
 
 
 class _ServerState:
-    """What the routes share: the catalog, the batcher and caches of parsed schemas."""
+    """State shared by the routes: the catalog, the batcher and caches of parsed schemas."""
 
     def __init__(self, catalog: DatabaseCatalog, batcher: MicroBatcher, config: ServerConfig,
                  model_name: str):
@@ -227,12 +231,14 @@ def _finish(body: AskRequest, entry: DatabaseEntry, generated, config: ServerCon
             answer["truncated"] = result.truncated
     answer["timings_ms"]["execute"] = round((time.perf_counter() - started) * 1000, 2)
     if body.dialect != "sqlite":
+        started = time.perf_counter()
         _transpile(answer, body.dialect)
+        answer["timings_ms"]["transpile"] = round((time.perf_counter() - started) * 1000, 2)
     return answer
 
 
 def _transpile(answer: dict, dialect: str) -> None:
-    """Rewrite the SQL of `answer` for `dialect`; on failure keep SQLite and say why."""
+    """Rewrite the SQL of `answer` for `dialect`, or keep SQLite and set `error` on failure."""
     import sqlglot
     from sqlglot.errors import SqlglotError
 
@@ -286,6 +292,7 @@ def _add_error_handlers(app: FastAPI, db_root: Path) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
         problems = error.errors()
+        logger.info("rejected %s %s: %s", request.method, request.url.path, _describe(problems))
         kinds = {problem.get("type") for problem in problems}
         if "json_invalid" in kinds:
             reason = problems[0].get("ctx", {}).get("error", "")
@@ -299,6 +306,7 @@ def _add_error_handlers(app: FastAPI, db_root: Path) -> None:
 
     @app.exception_handler(UnknownDatabaseError)
     async def unknown_database(request: Request, error: UnknownDatabaseError):
+        logger.info("rejected %s %s: %s", request.method, request.url.path, error)
         return _error(404, str(error))
 
     @app.exception_handler(ServerBusyError)
@@ -309,6 +317,7 @@ def _add_error_handlers(app: FastAPI, db_root: Path) -> None:
     @app.exception_handler(GraphixError)
     async def graphix_error(request: Request, error: GraphixError):
         if isinstance(error, InputError):
+            logger.info("rejected %s %s: %s", request.method, request.url.path, error)
             return _error(400, public(error))
         logger.error("%s %s failed: %s", request.method, request.url.path, error)
         return _error(500, public(error))

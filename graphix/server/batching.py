@@ -83,6 +83,8 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._arrived: asyncio.Event | None = None
+        self._held: list[_Pending] = []
         self.batches_run = 0
 
     @property
@@ -99,6 +101,7 @@ class MicroBatcher:
         if self.running:
             return
         self._queue = asyncio.Queue(maxsize=self.config.max_pending)
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphix-model")
         self._task = asyncio.create_task(self._run(), name="graphix-batcher")
         logger.info("batcher started: up to %d questions per batch, %.1f ms wait",
@@ -113,10 +116,12 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        waiting = list(self._held)
         while self._queue is not None and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not item.future.done():
-                item.future.set_exception(ServerBusyError("the server is shutting down"))
+            waiting.append(self._queue.get_nowait())
+        for item in waiting:
+            _set_exception(item.future, ServerBusyError("the server is shutting down"))
+        self._held = []
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -132,32 +137,45 @@ class MicroBatcher:
         except asyncio.QueueFull:
             raise ServerBusyError(f"the server has {self.config.max_pending} questions waiting; "
                                   "retry in a moment") from None
+        self._arrived.set()
         return await item.future
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            await self._collect()
             groups: dict[int, list[_Pending]] = {}
-            for item in batch:
+            for item in self._held:
                 groups.setdefault(item.num_beams, []).append(item)
             for items in groups.values():
                 await self._run_group(items)
+            self._held = []
 
-    async def _collect(self) -> list[_Pending]:
-        """Wait for one request, then gather others until the batch is full or time is up."""
-        first = await self._queue.get()
-        batch = [first]
+    async def _collect(self) -> None:
+        """Wait for one request, then gather others until the batch is full or time is up.
+
+        The batch goes to `self._held`, so that `stop` can fail requests taken off the
+        queue but not yet answered.
+        """
+        self._held = [await self._queue.get()]
         deadline = time.perf_counter() + self.config.max_wait_ms / 1000
-        while len(batch) < self.config.max_batch_size:
+        while len(self._held) < self.config.max_batch_size:
+            try:
+                self._held.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
+            # Wait on an event, not on queue.get, so that a timeout cannot cancel a get that
+            # has already taken a request off the queue.
+            self._arrived.clear()
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                await asyncio.wait_for(self._arrived.wait(), remaining)
             except asyncio.TimeoutError:
-                break
+                pass
         # Requests whose client went away need no SQL.
-        return [item for item in batch if not item.future.done()]
+        self._held = [item for item in self._held if not item.future.done()]
 
     async def _run_group(self, items: list[_Pending]) -> None:
         if not items:
