@@ -68,6 +68,10 @@ def db_dir(tmp_path, monkeypatch):
     outside = tmp_path / "secret.sqlite"
     shutil.copy(DEMO_DB, outside)
     (folder / "escape.sqlite").symlink_to(outside)
+    outside_folder = tmp_path / "elsewhere"
+    outside_folder.mkdir()
+    shutil.copy(DEMO_DB, outside_folder / "elsewhere.sqlite")
+    (folder / "elsewhere").symlink_to(outside_folder, target_is_directory=True)
     (folder / "alias.sqlite").symlink_to(folder / "bookshop.sqlite")
     return folder
 
@@ -94,7 +98,7 @@ def test_databases_listed_from_folder(client):
     response = client.get("/databases")
     assert response.status_code == 200
     listed = {item["db_id"]: item["file"] for item in response.json()["databases"]}
-    # escape.sqlite points outside the folder and notes.db is not SQLite.
+    # escape.sqlite and the elsewhere folder point outside; notes.db is not SQLite.
     assert listed == {"alias": "alias.sqlite", "bookshop": "bookshop.sqlite",
                       "shop": "shop/shop.sqlite"}
 
@@ -138,6 +142,7 @@ def test_schema_of_spider_layout_database(client):
     ("/databases/%2Fetc%2Fpasswd/schema", 404),
     ("/databases/../../etc/passwd", 404),
     ("/databases/escape/schema", 404),
+    ("/databases/elsewhere/schema", 404),
     ("/databases/notes/schema", 404),
     ("/databases/bookshop.sqlite/schema", 404),
     ("/databases/missing/schema", 404),
