@@ -55,14 +55,14 @@ def transpile(sql: str, dialect: str) -> str:
     if dialect == "sqlite":
         return sql
     import sqlglot
-    from sqlglot.errors import ParseError
+    from sqlglot.errors import SqlglotError
 
     if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
         raise InputError(f"unknown SQL dialect {dialect!r}; choose one of "
                          + ", ".join(sorted(_dialect_names())))
     try:
         return sqlglot.transpile(sql, read="sqlite", write=dialect)[0]
-    except ParseError as error:
+    except SqlglotError as error:
         raise SQLParseError(f"cannot transpile the generated SQL to {dialect}: {error}") from None
 
 

@@ -104,6 +104,14 @@ def test_transpile_to_other_dialects():
         transpile(sql, "klingon")
 
 
+@pytest.mark.parametrize("garbage", ["select 'unclosed", "select ( from", "@@@ ###"])
+def test_transpile_garbage_is_parse_error(garbage):
+    from graphix.errors import SQLParseError
+
+    with pytest.raises(SQLParseError):
+        transpile(garbage, "postgres")
+
+
 def test_ask_command_json(tiny_model_dir, capsys):
     code = main(["ask", "--db", str(DEMO_DB), "--model", str(tiny_model_dir), "--json",
                  "How many authors are there?"])
