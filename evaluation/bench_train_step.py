@@ -3,15 +3,15 @@
 One model per shape; its graph sublayers are switched on and off between steps
 (``config.use_graph``), so both variants share weights, batches and process. Steps alternate
 off/on, then on/off, so drift in machine load hits both variants alike. A step is forward,
-backward and an AdamW step. The report gives the median step time per variant (wall clock and
-process CPU time; on a machine shared with other processes the CPU time of a one-thread run is
-the steadier measure), their ratios, tokens per second (non-padding input plus target tokens)
-and peak memory.
+backward and an AdamW step. The report gives the median step time per variant, as wall clock
+and as process CPU time, and their ratios. On a machine shared with other processes the CPU
+time of a one-thread run is the steadier measure. It also gives tokens per second (non-padding
+input plus target tokens) and peak memory.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per variant in the timing process.
-On CPU, the peak resident set size (``resource.getrusage(...).ru_maxrss``) of a fresh
-subprocess per shape and variant that builds the model and batches and runs two steps; it
-includes Python and torch themselves (about 0.3-0.4 GB).
+On CPU, the peak resident set size during two training steps in a fresh subprocess per shape
+and variant (``VmHWM`` after a reset, see ``probe_memory``). It includes the model, the
+optimizer state, the batches, Python and torch themselves.
 
 Batches come from Spider through ``graphix.preprocess`` (training split, a tokenizer trained
 on its questions, SQL and schema names) when the Spider folder is found, and otherwise from
@@ -246,14 +246,29 @@ def time_shape(args, shape: str, source: str) -> dict:
 
 
 def probe_memory(args) -> None:
-    """Child process: two steps of one variant, then print the peak resident set size."""
+    """Child process: two steps of one variant, then print the peak resident set size.
+
+    Loading Spider and building batches can peak higher than training, so the high-water
+    mark is reset (``/proc/self/clear_refs``) once the model and batches exist, and the peak
+    is read from ``VmHWM`` after the steps. Where that is unavailable, the result is
+    ``ru_maxrss`` over the whole process.
+    """
     shape, source, variant = args.probe_memory.split(":")
     batches, vocab_size = load_batches(args, source, shape, 2)
     model = build_model(args, shape, vocab_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        status = Path("/proc/self/status")
+    except OSError:
+        status = None
     for batch in batches:
         train_step(model, optimizer, batch, variant == "on", args)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if status is not None:
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM"))
+        peak_kb = int(line.split()[1])
+    else:
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"peak_rss_gb": peak_kb * 1024 / 1e9}))
 
 

@@ -219,11 +219,13 @@ class GraphixT5ForConditionalGeneration(T5ForConditionalGeneration):
         node_spans: Tensor | None,
     ) -> BatchedGraph | None:
         graph_inputs = (edge_index, edge_type, node_batch, node_spans)
-        given = [name for name, tensor in zip(GRAPH_INPUT_NAMES, graph_inputs) if tensor is not None]
-        if not given:
+        provided = [
+            name for name, tensor in zip(GRAPH_INPUT_NAMES, graph_inputs) if tensor is not None
+        ]
+        if not provided:
             return None
-        if len(given) != len(GRAPH_INPUT_NAMES):
-            missing = sorted(set(GRAPH_INPUT_NAMES) - set(given))
+        if len(provided) != len(GRAPH_INPUT_NAMES):
+            missing = sorted(set(GRAPH_INPUT_NAMES) - set(provided))
             raise InputError(f"graph inputs are incomplete: {', '.join(missing)} missing")
         if not self.config.use_graph or not self.config.graph_sublayer_indices():
             return None

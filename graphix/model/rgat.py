@@ -14,16 +14,19 @@ One :class:`RelationEmbedding` (a key table and a value table) is shared by ever
 of the encoder.
 
 Implementation: plain torch over a dense padded node layout. Each example's nodes fill the
-first slots of an ``[N]`` axis, the relation of edge ``j -> i`` sits at ``relation[b, i, j]``
-(-1 where there is no edge), and attention is a masked ``[B, H, N, N]`` matmul. A batch of Spider
-examples has about 300 nodes and 6,000 edges each, so the dense score matrix is small. Batched
-matmuls on it ran faster than an edge-list formulation built on torch-geometric's
-``utils.softmax`` with gather and scatter over edges (``evaluation/bench_train_step.py --layer``
-measures both; ``evaluation/train_step.md`` has the numbers). :meth:`RelationalGraphAttention.
-attend_edges` keeps that edge-list formulation as a cross-check for the dense one. The dense
-layout holds one relation per ordered node pair. Where the input has several edges for one
-``(source, target)`` pair, :meth:`BatchedGraph.from_edges` keeps the highest relation id; with
-the Graphix vocabulary that is a foreign key over same-table for a self-referencing key.
+first slots of an ``[N]`` axis, the relation of edge ``j -> i`` sits at ``relation[b, i, j]``,
+and attention is a masked ``[B, H, N, N]`` matmul. Spider graphs are small (about 50 nodes and
+350 edges per example after preprocessing), so the dense score matrix is cheap. At 300 nodes
+and 6,000 edges per example the dense layer still ran faster than an edge-list formulation
+built on torch-geometric's ``utils.softmax``, because the edge list gathers a key and a value
+vector per edge. ``evaluation/bench_train_step.py --layer`` times both, and
+``evaluation/train_step.md`` has the numbers. :meth:`RelationalGraphAttention.attend_edges`
+keeps the edge-list formulation as a cross-check for the dense one.
+
+The dense layout holds one relation per ordered node pair. Where the input has several edges
+for one ``(source, target)`` pair, :meth:`BatchedGraph.from_edges` keeps the highest relation
+id. With the Graphix vocabulary that is the foreign key over same-table for a self-referencing
+key.
 
 Shapes: B batch, T tokens, N nodes (padded per example), E edges, R relations, H heads,
 Dh head width, D model width, M (node, token) span memberships.
@@ -40,8 +43,8 @@ from transformers.models.t5.modeling_t5 import T5LayerNorm
 
 from graphix.errors import InputError
 
-# Added to the scores of non-edges. Finite, so a row without edges gives a uniform softmax (then
-# zeroed) and no NaN; it stays finite in float32 and bfloat16, but not in float16.
+# Added to the scores of non-edges. It is finite, so a row without edges gives a uniform softmax
+# (zeroed afterwards) instead of NaN. It is finite in float32 and bfloat16 but not in float16.
 MASKED_SCORE = -1e9
 
 
