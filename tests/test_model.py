@@ -134,6 +134,17 @@ def test_graph_changes_output():
     assert torch.equal(with_graph[1], without_graph[1])
 
 
+def test_default_config_trains_and_generates():
+    torch.manual_seed(0)
+    config = GraphixT5Config(vocab_size=VOCAB_SIZE, d_model=16, d_kv=4, d_ff=32, num_layers=1)
+    model = GraphixT5ForConditionalGeneration(config)
+    batch = _collate(EXAMPLES[:1])
+    assert config.decoder_start_token_id == 0
+    assert torch.isfinite(model(**batch).loss)
+    generated = model.eval().generate(**_without_labels(batch), max_new_tokens=3)
+    assert generated[0, 0].item() == 0
+
+
 def test_graph_on_some_blocks_only():
     model = _model(graph_layer_indices=[1])
     assert model.encoder.block[0].graph_layer is None

@@ -50,6 +50,10 @@ class GraphixT5Config(T5Config):
         default=DEFAULT_NUM_RELATIONS,
         metadata={"help": "Number of relation types; edge types are ids 0..num_relations-1."},
     )
+    decoder_start_token_id: int | None = field(
+        default=0,
+        metadata={"help": "First decoder input id; T5 starts decoding from the pad token, id 0."},
+    )
     graph_dropout_rate: float | None = field(
         default=None,
         metadata={
