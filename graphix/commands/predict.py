@@ -65,8 +65,8 @@ def _split_examples(spider, split: str):
     """Return every example of `split` in file order, and a schema for each database.
 
     Examples whose database file is missing keep their place, so the prediction file
-    lines up with Spider's gold file; their schema comes from tables.json alone, which
-    means no cell values are linked for them.
+    lines up with Spider's gold file. Their schema comes from tables.json alone, so no
+    cell values are linked for them.
     """
     import dataclasses
 
