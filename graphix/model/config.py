@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
 
 from transformers import T5Config
@@ -10,6 +11,11 @@ from graphix.errors import ConfigError
 
 # The Graphix relation vocabulary has 25 directed relation types.
 DEFAULT_NUM_RELATIONS = 25
+
+# "encoder.block.3", "decoder.cross_attention.0": one sublayer of one stack.
+DROPPED_SUBLAYER = re.compile(r"(encoder|decoder)\.(block|self_attention|cross_attention|mlp)\.(\d+)")
+# "encoder.self_attention.1-3": a run of consecutive attention sublayers of one stack.
+SHARED_ATTENTION_GROUP = re.compile(r"(encoder|decoder)\.(self_attention|cross_attention)\.(\d+)-(\d+)")
 
 
 class GraphixT5Config(T5Config):
@@ -62,6 +68,26 @@ class GraphixT5Config(T5Config):
         },
     )
 
+    dropped_sublayers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Sublayers removed by layer drop, named stack.kind.index with stack encoder "
+            "or decoder and kind block, self_attention, cross_attention (decoder) or mlp, for "
+            "example encoder.block.3. A removed sublayer passes its input through unchanged. "
+            "None or an empty list removes nothing. Graph sublayers are removed through "
+            "graph_layer_indices."
+        },
+    )
+    shared_attention: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Groups of consecutive attention sublayers that share attention "
+            "probabilities, named stack.kind.first-last, for example encoder.self_attention.1-3. "
+            "Every sublayer of a group after the first reuses the first one's probabilities and "
+            "has no query or key projection. None or an empty list shares nothing."
+        },
+    )
+
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         if self.graph_num_heads < 1:
@@ -80,6 +106,32 @@ class GraphixT5Config(T5Config):
                 f"graph_layer_indices {invalid} are outside the {self.num_layers} encoder blocks; "
                 f"use indices 0..{self.num_layers - 1}"
             )
+
+        self._validate_compression()
+
+    def _validate_compression(self) -> None:
+        layers = {"encoder": self.num_layers, "decoder": self.num_decoder_layers}
+        for name in self.dropped_sublayers or []:
+            match = DROPPED_SUBLAYER.fullmatch(name)
+            if match is None or (match[1] == "encoder" and match[2] == "cross_attention"):
+                raise ConfigError(
+                    f"dropped_sublayers entry {name!r} is not stack.kind.index, with stack encoder "
+                    "or decoder and kind block, self_attention, cross_attention (decoder) or mlp"
+                )
+            if int(match[3]) >= layers[match[1]]:
+                raise ConfigError(f"dropped_sublayers entry {name!r}: the {match[1]} has "
+                                  f"{layers[match[1]]} blocks")
+        for name in self.shared_attention or []:
+            match = SHARED_ATTENTION_GROUP.fullmatch(name)
+            if match is None or (match[1] == "encoder" and match[2] == "cross_attention"):
+                raise ConfigError(
+                    f"shared_attention entry {name!r} is not stack.kind.first-last, with stack "
+                    "encoder or decoder and kind self_attention or cross_attention (decoder)"
+                )
+            first, last = int(match[3]), int(match[4])
+            if not first < last < layers[match[1]]:
+                raise ConfigError(f"shared_attention entry {name!r} needs first < last < "
+                                  f"{layers[match[1]]}")
 
     def graph_sublayer_indices(self) -> list[int]:
         """Return the sorted encoder block indices that get a graph sublayer."""

@@ -110,6 +110,13 @@ class GraphixT5ForConditionalGeneration(T5ForConditionalGeneration):
                 with_graph_layer=index in graph_blocks,
             )
         self.relation_embedding = RelationEmbedding(config.num_relations, config.graph_head_dim)
+
+        # A compressed checkpoint records what layer drop and attention sharing changed; the
+        # same structure is rebuilt here so that its weights load under their own names.
+        if config.dropped_sublayers or config.shared_attention:
+            from graphix.compression.structure import apply_compression
+
+            apply_compression(self)
         self.post_init()
 
     @classmethod
