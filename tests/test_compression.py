@@ -106,7 +106,9 @@ def test_sharing_above_threshold_one_changes_nothing():
     assert groups == []
     share_attention(model, groups)
     assert torch.equal(_logits(model, batch), before)
-    assert model.config._attn_implementation == "sdpa"
+    for config in (model.config, model.encoder.config, model.decoder.config,
+                   model.decoder.block[1].layer[1].EncDecAttention.config):
+        assert config._attn_implementation == "sdpa"
 
 
 # ---------------------------------------------------------------------- structure and checkpoints
@@ -421,12 +423,14 @@ def test_equal_attention_maps_are_grouped():
 
 def test_iterative_drop_measures_again():
     model = _model()
+    kinds = ("self_attention", "cross_attention")
     result = drop_by_similarity(model, [_batch()], "attention", "decoder", count=2,
                                 iterative=True)
-    assert len(result.dropped) == 2 and len(result.reports) == 2
-    assert result.dropped[1] not in result.reports[1].sublayer_similarity or \
-        result.dropped[1] == result.reports[1].most_redundant(
-            ("self_attention", "cross_attention"), ("decoder",))[0]
+    assert len(result.dropped) == 2
+    assert len(result.reports) == 2
+    assert result.dropped[0] == result.reports[0].most_redundant(kinds, ("decoder",))[0]
+    assert result.dropped[0] not in result.reports[1].sublayer_similarity
+    assert result.dropped[1] == result.reports[1].most_redundant(kinds, ("decoder",))[0]
     assert model.config.dropped_sublayers == result.dropped
     for name in result.dropped:
         assert sublayer_module(model, Sublayer.parse(name)) is None

@@ -1,10 +1,11 @@
 """Attention sharing: later layers of a group reuse the first layer's attention probabilities.
 
-In a group of consecutive attention sublayers of one kind (encoder self-attention, decoder
-self-attention or decoder cross-attention) whose attention maps are similar, the first
-sublayer (:class:`LeadingAttention`) computes its probabilities as T5 does and leaves them in
-a :class:`ProbabilitySlot`; every later sublayer (:class:`ReusingAttention`) has only its value
-and output projections and applies the leader's probabilities to its own values. The query
+A group is a run of consecutive attention sublayers of one kind (encoder self-attention,
+decoder self-attention or decoder cross-attention) whose attention maps are similar. The
+group's first sublayer (:class:`LeadingAttention`) computes its probabilities as T5 does and
+leaves them in a :class:`ProbabilitySlot`. Every later sublayer (:class:`ReusingAttention`)
+has only its value and output projections and applies the leader's probabilities to its own
+values. The query
 and key projections of the later sublayers are removed, which saves their parameters and their
 ``Q K^T`` products.
 
@@ -122,8 +123,8 @@ class LeadingAttention(T5Attention):
 class ReusingAttention(nn.Module):
     """An attention sublayer without query or key: it applies its group leader's probabilities.
 
-    Its value and output projections keep T5's names (``v``, ``o``); for a decoder
-    self-attention layer the cache stores its values (twice, as the cache holds keys too).
+    Its value and output projections keep T5's names (``v`` and ``o``). In decoder
+    self-attention the cache stores its values twice, because a cache layer needs keys too.
     """
 
     def __init__(self, config, layer_idx: int | None = None, is_causal: bool = False,

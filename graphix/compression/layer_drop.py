@@ -66,7 +66,7 @@ class SkippedFeedForward(nn.Module):
 
 @dataclass
 class DropResult:
-    """What :func:`drop_by_similarity` removed and the score each had when it was chosen."""
+    """Result of :func:`drop_by_similarity`: the removed sublayers and their scores."""
 
     dropped: list[str]
     scores: list[float]
@@ -121,7 +121,8 @@ def drop_sublayers(model, names: Sequence[str]):
     _check_self_attention_left(config, dropped)
 
     config.dropped_sublayers = dropped
-    config.graph_layer_indices = graph_indices
+    if any(sublayer.kind == "graph" for sublayer in sublayers):
+        config.graph_layer_indices = graph_indices
     apply_compression(model)
     logger.info("dropped %s", ", ".join(names) or "nothing")
     return model
