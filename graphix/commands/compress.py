@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "one's probabilities, then distill from the original model")
     _common(share)
     share.add_argument("--threshold", type=float, required=True,
-                       help="attention-map cosine similarity (to a group's first layer) above "
-                            "which a layer joins the group; above 1 shares nothing")
+                       help="attention-map cosine similarity to a group's first layer at or "
+                            "above which a layer joins the group; above 1 shares nothing")
     share.add_argument("--out", required=True, help="folder for the compressed model")
     share.add_argument("--distill-steps", type=int, default=100,
                        help="distillation steps from the unshared model (default: 100)")

@@ -41,6 +41,9 @@ class ProbabilitySlot:
     The slot is thread-local, so threads that run the same model at once do not see each
     other's probabilities. A copy of the model gets a fresh slot, shared again by the copied
     leader and its followers.
+
+    NOTE: gradient checkpointing breaks the hand-over, because it recomputes each block on
+    its own during the backward pass. Train shared models without it.
     """
 
     def __init__(self) -> None:
