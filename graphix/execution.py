@@ -11,7 +11,11 @@ Three layers keep a query from changing a database:
    which also rejects statements such as REINDEX that the authorizer may never see.
 
 A progress handler interrupts a query once its time limit has passed, and results are
-fetched up to a row cap.
+fetched up to a row cap. SQLite checks that handler only between virtual-machine
+instructions, so work done inside one function call is bounded in other ways: no string
+or BLOB may exceed `MAX_VALUE_BYTES`, the authorizer denies ``printf``/``format`` (a
+width of two billion makes one call loop for seconds), and fetching stops with an error
+once a result holds more than `MAX_RESULT_BYTES` of text and BLOBs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from graphix.errors import DatabaseError, QueryTimeoutError, SQLExecutionError
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ROWS = 1000
+
+# SQLite's own default is 1e9 bytes, enough for one ``zeroblob`` call to take gigabytes.
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+MAX_RESULT_BYTES = 256 * 1024 * 1024
+_FETCH_CHUNK_ROWS = 32
+
+_SLOW_FUNCTIONS = frozenset({"printf", "format"})
 
 # SQLite checks the progress handler every this many virtual-machine instructions.
 _PROGRESS_STEPS = 2000
@@ -56,22 +67,31 @@ class QueryResult:
     elapsed_s: float
 
 
-def _authorize(action: int, *_args) -> int:
-    return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
+def _authorize(action: int, _arg1, arg2, *_rest) -> int:
+    if action not in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _SLOW_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def check_database_file(path: str | Path) -> Path:
     """Return `path` as a Path if it looks like a SQLite file, else raise DatabaseError."""
     path = Path(path)
-    if not path.exists():
-        raise DatabaseError(f"database file not found: {path}; pass the path of a SQLite file")
-    if not path.is_file():
-        raise DatabaseError(f"database path is not a file: {path}; pass the path of a SQLite file")
-    size = path.stat().st_size
-    if size == 0:
-        raise DatabaseError(f"database file is empty: {path}; pass a SQLite file that contains tables")
-    with path.open("rb") as handle:
-        header = handle.read(len(_SQLITE_HEADER))
+    try:
+        if not path.exists():
+            raise DatabaseError(f"database file not found: {path}; pass the path of a SQLite file")
+        if not path.is_file():
+            raise DatabaseError(f"database path is not a file: {path}; pass the path of a SQLite file")
+        size = path.stat().st_size
+        if size == 0:
+            raise DatabaseError(f"database file is empty: {path}; pass a SQLite file that contains tables")
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        # Too long a name, no permission to read, an I/O error.
+        raise DatabaseError(f"cannot read database file {path}: {error.strerror}; pass the path "
+                            "of a readable SQLite file") from None
     if header != _SQLITE_HEADER:
         raise DatabaseError(
             f"not a SQLite database: {path} (its first bytes are not the SQLite header); "
@@ -90,9 +110,12 @@ def open_readonly(path: str | Path, *, busy_timeout_s: float = 2.0,
     """
     path = check_database_file(path)
     uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    if _needs_immutable(path):
+        uri += "&immutable=1"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s,
                                      check_same_thread=False)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         # Reading the schema here surfaces corruption and locks at open time.
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as error:
@@ -101,6 +124,21 @@ def open_readonly(path: str | Path, *, busy_timeout_s: float = 2.0,
     if restrict:
         connection.set_authorizer(_authorize)
     return connection
+
+
+def _needs_immutable(path: Path) -> bool:
+    """True for a WAL-mode file with no ``-wal`` file beside it.
+
+    Opening such a file, even with ``mode=ro``, makes SQLite create ``-wal`` and ``-shm``
+    files next to it. ``immutable=1`` reads the main file alone, which contains every
+    committed change while no ``-wal`` file exists.
+    """
+    # NOTE: immutable connections take no locks, so a writer that starts while one is
+    # open can leave its later reads inconsistent.
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    in_wal_mode = header[18:20] == b"\x02\x02"
+    return in_wal_mode and not path.with_name(path.name + "-wal").exists()
 
 
 def _decode_text(value: bytes) -> str:
@@ -158,13 +196,9 @@ class ReadOnlyDatabase:
         try:
             cursor.execute(sql)
             columns = tuple(d[0] for d in cursor.description or ())
-            if max_rows is None:
-                rows = cursor.fetchall()
-                truncated = False
-            else:
-                rows = cursor.fetchmany(max_rows + 1)
-                truncated = len(rows) > max_rows
-                rows = rows[:max_rows]
+            rows = self._fetch(cursor, None if max_rows is None else max_rows + 1)
+            truncated = max_rows is not None and len(rows) > max_rows
+            rows = rows if max_rows is None else rows[:max_rows]
         except sqlite3.OperationalError as error:
             if deadline is not None and "interrupted" in str(error):
                 raise QueryTimeoutError(
@@ -175,7 +209,7 @@ class ReadOnlyDatabase:
             if "not authorized" in str(error) or "authorization denied" in str(error):
                 raise SQLExecutionError(
                     f"query on {self.path.name} rejected: only reading statements (SELECT, WITH) "
-                    "are allowed"
+                    "are allowed, without the printf and format functions"
                 ) from None
             raise SQLExecutionError(f"query on {self.path.name} failed: {error}") from None
         except (sqlite3.Error, ValueError, OverflowError) as error:
@@ -187,6 +221,25 @@ class ReadOnlyDatabase:
             if self._connection.in_transaction:
                 self._connection.rollback()
         return QueryResult(columns, rows, truncated, time.monotonic() - start)
+
+    def _fetch(self, cursor: sqlite3.Cursor, limit: int | None) -> list[tuple]:
+        """Fetch up to `limit` rows, raising SQLExecutionError past `MAX_RESULT_BYTES`."""
+        rows: list[tuple] = []
+        size = 0
+        while limit is None or len(rows) < limit:
+            count = _FETCH_CHUNK_ROWS if limit is None else min(_FETCH_CHUNK_ROWS, limit - len(rows))
+            chunk = cursor.fetchmany(count)
+            if not chunk:
+                break
+            size += sum(len(value) for row in chunk for value in row
+                        if isinstance(value, (str, bytes)))
+            if size > MAX_RESULT_BYTES:
+                raise SQLExecutionError(
+                    f"query on {self.path.name} returned more than {MAX_RESULT_BYTES >> 20} MiB "
+                    "of text and BLOBs; select fewer rows or columns"
+                )
+            rows.extend(chunk)
+        return rows
 
 
 def execute(db_path: str | Path, sql: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
