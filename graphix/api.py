@@ -13,17 +13,30 @@ import json
 import logging
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphix.errors import CheckpointError, GraphixError, InputError, SQLParseError
-from graphix.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, ReadOnlyDatabase
+from graphix.execution import (
+    DEFAULT_MAX_ROWS,
+    DEFAULT_TIMEOUT_S,
+    ReadOnlyDatabase,
+    check_database_file,
+)
 from graphix.schema import Schema
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "resources" / "default_model"
 MAX_QUESTION_CHARS = 2000
+MAX_UNKNOWN_SHARE = 0.5
+"""Largest share of a question's visible characters that may be missing from the
+vocabulary; past it the question is rejected as not English."""
+
+# Control and format characters (NUL, escape sequences, zero-width spaces, direction
+# marks, byte-order marks) carry no words; questions get them as spaces.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
 
 
 @dataclass
@@ -42,12 +55,16 @@ class Answer:
     """Why execution failed, when it did; the SQL is still returned."""
     dialect: str = "sqlite"
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cut_items: int = 0
+    """Count of tables and columns left out of the model input, which were past the
+    model's maximum input length. The SQL cannot name them."""
 
     def to_dict(self) -> dict:
         return {"question": self.question, "sql": self.sql, "dialect": self.dialect,
                 "beams": [{"sql": sql, "score": score} for sql, score in self.beams],
                 "columns": self.columns, "rows": [list(row) for row in self.rows],
-                "truncated": self.truncated, "error": self.error, "timings_ms": self.timings_ms}
+                "truncated": self.truncated, "error": self.error, "timings_ms": self.timings_ms,
+                "cut_items": self.cut_items}
 
 
 def transpile(sql: str, dialect: str) -> str:
@@ -90,7 +107,7 @@ class Text2SQL:
         """Load a model folder written by ``graphix train`` (default: the bundled model)."""
         import torch
 
-        from graphix.model import GraphixT5ForConditionalGeneration
+        from graphix.checkpoints import load_model
         from graphix.tokenizer import load_tokenizer
 
         folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
@@ -102,11 +119,14 @@ class Text2SQL:
                 )
             raise CheckpointError(f"model folder {folder} has no config.json; pass a folder "
                                   "written by `graphix train` or save_pretrained")
-        try:
-            model = GraphixT5ForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise CheckpointError(f"cannot load the model in {folder}: {error}") from None
+        model = load_model(folder, dtype=torch.float32)
         tokenizer = load_tokenizer(folder)
+        if len(tokenizer) > model.config.vocab_size:
+            raise CheckpointError(
+                f"the tokenizer in {folder} has {len(tokenizer)} tokens but the model's "
+                f"vocabulary has {model.config.vocab_size}; the two come from different runs. "
+                "Pass a folder written by one `graphix train` run"
+            )
         settings = _training_settings(folder)
         return cls(model.to(device), tokenizer,
                    max_input_tokens=settings.get("max_input_tokens", 512),
@@ -122,9 +142,9 @@ class Text2SQL:
             schema = db
             key = ("schema", id(db))
         else:
-            path = Path(db).resolve()
-            stat = path.stat() if path.exists() else None
-            key = ("file", str(path), stat and stat.st_mtime_ns, stat and stat.st_size)
+            path = check_database_file(db).resolve()
+            stat = path.stat()
+            key = ("file", str(path), stat.st_mtime_ns, stat.st_size)
             schema = None
         with self._lock:
             cached = self._preprocessors.get(key)
@@ -143,13 +163,51 @@ class Text2SQL:
 
     @staticmethod
     def check_question(question: str) -> str:
-        """Return the question with spaces folded; raise InputError if it cannot be used."""
+        """Return the question with control characters removed and spaces folded.
+
+        Raises InputError for a question that is not text, is empty once invisible
+        characters are removed, is too long, or is not valid Unicode.
+        """
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty; ask a question about the database in English")
         if len(question) > MAX_QUESTION_CHARS:
             raise InputError(f"the question has {len(question)} characters; the limit is "
                              f"{MAX_QUESTION_CHARS}. Shorten it")
-        return " ".join(question.split())
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # Lone surrogates: undecodable bytes on the command line, or JSON escapes.
+            raise InputError(f"the question is not valid Unicode text (character {error.start} "
+                             "is a lone surrogate); pass the question as UTF-8") from None
+        visible = "".join(" " if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char
+                          for char in question)
+        if not visible.strip():
+            raise InputError("the question has only control or formatting characters; ask a "
+                             "question about the database in English")
+        return " ".join(visible.split())
+
+    def _check_vocabulary(self, question: str) -> None:
+        """Raise InputError when most of `question` is characters the tokenizer lacks."""
+        visible = [char for char in question if not char.isspace()]
+        unknown = self._unknown_characters(set(visible))
+        if not unknown:
+            return
+        share = sum(char in unknown for char in visible) / len(visible)
+        sample = "".join(sorted(unknown)[:10])
+        if share > MAX_UNKNOWN_SHARE:
+            raise InputError(
+                f"{share:.0%} of the question's characters ({sample!r}) are not in the model's "
+                "vocabulary; the model reads English questions, so ask in English"
+            )
+        logger.warning("the model reads these characters of the question as unknown: %r", sample)
+
+    def _unknown_characters(self, characters: set[str]) -> set[str]:
+        unknown_id = self.tokenizer.unk_token_id
+        if unknown_id is None or not characters:
+            return set()
+        ordered = sorted(characters)
+        encoded = self.tokenizer(ordered, add_special_tokens=False)["input_ids"]
+        return {char for char, ids in zip(ordered, encoded) if unknown_id in ids}
 
     # ------------------------------------------------------------------ asking
 
@@ -186,8 +244,14 @@ class Text2SQL:
         records, schemas = [], []
         for question, database in zip(questions, dbs):
             question = self.check_question(question)
+            self._check_vocabulary(question)
             schema, preprocessor = self._schema_and_preprocessor(database)
-            records.append(preprocessor.process(Example(question, schema.db_id), schema))
+            record = preprocessor.process(Example(question, schema.db_id), schema)
+            if record["cut_items"]:
+                logger.warning("%s: %d tables and columns did not fit in %d input tokens and "
+                               "were left out, so the SQL cannot name them", schema.db_id,
+                               record["cut_items"], self.max_input_tokens)
+            records.append(record)
             schemas.append(schema)
         prepared = time.perf_counter()
         factory = None
@@ -199,9 +263,10 @@ class Text2SQL:
         generated = time.perf_counter()
 
         answers = []
-        for question, schema, candidates in zip(questions, schemas, beams):
+        for question, schema, record, candidates in zip(questions, schemas, records, beams):
             answer = Answer(question=question, sql=candidates[0].sql,
-                            beams=[(b.sql, b.score) for b in candidates], dialect=dialect)
+                            beams=[(b.sql, b.score) for b in candidates], dialect=dialect,
+                            cut_items=record["cut_items"])
             if execution_guided:
                 answer.sql = self._choose_executable(answer, schema, timeout_s)
             if execute:
@@ -270,7 +335,17 @@ def _training_settings(folder: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("config", {})
-    except (json.JSONDecodeError, AttributeError):
+        settings = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         logger.warning("ignoring unreadable %s", path)
         return {}
+    usable = {}
+    for key in ("max_input_tokens", "max_target_tokens"):
+        value = settings.get(key) if isinstance(settings, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            usable[key] = value
+        else:
+            logger.warning("ignoring %s=%r in %s: expected a positive integer", key, value, path)
+    return usable

@@ -26,6 +26,8 @@ from graphix.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+MODEL_TYPE = "graphix_t5"
+_SHOWN_KEYS = 3
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -126,3 +128,59 @@ class CheckpointManager:
         excess = len(steps) - self.keep
         for path in removable[: max(0, excess)]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def load_model(folder: str | Path, **kwargs):
+    """Load the Graphix-T5 model saved in `folder` (``save_pretrained`` layout).
+
+    Raises CheckpointError when config.json is missing, not a JSON object or names another
+    model type, when the weights file is missing, truncated or corrupt, and when the weights
+    do not fit the configuration (a folder from an incompatible version). `kwargs` go to
+    ``from_pretrained``.
+    """
+    from safetensors import SafetensorError
+
+    from graphix.model import GraphixT5ForConditionalGeneration
+
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"model folder {folder} has no config.json; pass a folder "
+                              "written by `graphix train` or save_pretrained") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{config_path} is not valid JSON ({_one_line(error)}); the "
+                              "checkpoint is corrupt, so save it again") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} is not a JSON object; the checkpoint is corrupt, "
+                              "so save it again")
+    if config.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(
+            f"{config_path} describes a model of type {config.get('model_type')!r}, not "
+            f"{MODEL_TYPE!r}; pass a folder written by `graphix train`"
+        )
+    try:
+        model, info = GraphixT5ForConditionalGeneration.from_pretrained(
+            folder, output_loading_info=True, **kwargs)
+    except SafetensorError as error:
+        raise CheckpointError(f"the weights file in {folder} is truncated or corrupt "
+                              f"({_one_line(error)}); save the checkpoint again") from None
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        message = _one_line(error)
+        if "ignore_mismatched_sizes" in message:
+            message = "some weights have other shapes than config.json describes"
+        raise CheckpointError(f"cannot load the model in {folder}: {message}") from None
+    missing = sorted(info.get("missing_keys") or ())
+    unexpected = sorted(info.get("unexpected_keys") or ())
+    if missing or unexpected:
+        raise CheckpointError(
+            f"the weights in {folder} do not fit its config.json ({len(missing)} missing, "
+            f"e.g. {missing[:_SHOWN_KEYS]}; {len(unexpected)} unexpected, e.g. "
+            f"{unexpected[:_SHOWN_KEYS]}); the folder is from an incompatible version"
+        )
+    return model
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

@@ -73,12 +73,15 @@ def load_examples(path: str | Path) -> list[Example]:
         raise InputError(f"examples file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"examples file {path} is not valid JSON: {error}") from None
+    if not isinstance(entries, list):
+        raise InputError(f"examples file {path} must contain a JSON list of examples")
     examples = []
     for number, entry in enumerate(entries):
-        try:
-            examples.append(Example(entry["question"], entry["db_id"], entry.get("query")))
-        except (KeyError, TypeError):
-            raise InputError(f"{path}: entry {number} needs the fields question and db_id") from None
+        fields = (entry.get("question"), entry.get("db_id")) if isinstance(entry, dict) else ()
+        if len(fields) != 2 or not all(isinstance(value, str) for value in fields):
+            raise InputError(f"{path}: entry {number} needs the string fields question and db_id")
+        query = entry.get("query")
+        examples.append(Example(fields[0], fields[1], query if isinstance(query, str) else None))
     return examples
 
 

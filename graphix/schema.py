@@ -132,7 +132,23 @@ class Schema:
 
     @classmethod
     def from_spider_entry(cls, entry: dict, path: Path | None = None) -> Schema:
-        """Build a schema from one object of Spider's ``tables.json``."""
+        """Build a schema from one object of Spider's ``tables.json``.
+
+        Raises SchemaError when a field is missing, has the wrong type, or points at a
+        table or column that does not exist.
+        """
+        try:
+            return cls._from_spider_entry(entry, path)
+        except (TypeError, ValueError, IndexError, AttributeError) as error:
+            name = entry.get("db_id", "?") if isinstance(entry, dict) else "?"
+            raise SchemaError(
+                f"tables.json entry {name!r} is malformed ({error}); each entry needs lists "
+                "table_names(_original), column_names(_original) of [table index, name] pairs, "
+                "column_types, primary_keys of column indices and foreign_keys of index pairs"
+            ) from None
+
+    @classmethod
+    def _from_spider_entry(cls, entry: dict, path: Path | None) -> Schema:
         try:
             db_id = entry["db_id"]
             table_names = entry["table_names_original"]
@@ -153,6 +169,14 @@ class Schema:
                 f"tables.json entry {db_id!r}: column_names_original, column_names and "
                 "column_types have different lengths"
             )
+        if len(table_names) != len(table_texts):
+            raise SchemaError(f"tables.json entry {db_id!r}: table_names_original and "
+                              "table_names have different lengths")
+        names = [*table_names, *table_texts, *(pair[1] for pair in column_names),
+                 *(pair[1] for pair in column_texts), *column_types]
+        if not all(isinstance(name, str) for name in names):
+            raise SchemaError(f"tables.json entry {db_id!r}: every table name, column name and "
+                              "column type must be a string")
 
         per_table: list[list[Column]] = [[] for _ in table_names]
         flat: list[Column] = [STAR]
@@ -168,22 +192,31 @@ class Schema:
             per_table[table_id].append(column)
             flat.append(column)
 
+        def column_at(index, field_name: str) -> Column:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 < index < len(flat):
+                raise SchemaError(f"tables.json entry {db_id!r}: {field_name} names column "
+                                  f"{index!r}, but columns are numbered 1 to {len(flat) - 1}")
+            return flat[index]
+
         # Spider lists a composite primary key either as one index or as a nested list.
         pk_by_table: list[list[str]] = [[] for _ in table_names]
         for item in primary_keys:
             for index in item if isinstance(item, list) else [item]:
-                column = flat[index]
+                column = column_at(index, "primary_keys")
                 pk_by_table[table_names.index(column.table)].append(column.name)
 
         tables = tuple(
             Table(name=name, text=text, columns=tuple(cols), primary_keys=tuple(pks))
             for name, text, cols, pks in zip(table_names, table_texts, per_table, pk_by_table)
         )
-        fks = tuple(
-            ForeignKey(flat[a].table, flat[a].name, flat[b].table, flat[b].name)
-            for a, b in foreign_keys
-        )
-        return cls(db_id=db_id, tables=tables, foreign_keys=fks, path=path)
+        fks = []
+        for pair in foreign_keys:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise SchemaError(f"tables.json entry {db_id!r}: foreign key {pair!r} is not a "
+                                  "[column index, referenced column index] pair")
+            source, target = (column_at(index, "foreign_keys") for index in pair)
+            fks.append(ForeignKey(source.table, source.name, target.table, target.name))
+        return cls(db_id=db_id, tables=tables, foreign_keys=tuple(fks), path=path)
 
     @classmethod
     def load_spider_tables(cls, tables_json: str | Path) -> dict[str, Schema]:
@@ -195,8 +228,14 @@ class Schema:
             raise SchemaError(f"tables file not found: {path}; pass Spider's tables.json") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise SchemaError(f"tables file {path} is not valid JSON: {error}") from None
+        except OSError as error:
+            raise SchemaError(f"cannot read tables file {path}: {error.strerror}") from None
         if not isinstance(entries, list):
             raise SchemaError(f"tables file {path} must contain a JSON list of schemas")
+        for number, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("db_id"), str):
+                raise SchemaError(f"tables file {path}: entry {number} is not an object with a "
+                                  "db_id string; each entry describes one database")
         return {entry["db_id"]: cls.from_spider_entry(entry) for entry in entries}
 
     def to_spider_entry(self) -> dict:

@@ -164,8 +164,9 @@ def load_tokenizer(name_or_path: str | Path):
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as error:
         raise CheckpointError(
-            f"no tokenizer found at {str(name_or_path)!r}: {error}. Pass a folder made by "
-            f"train_tokenizer, a saved model folder or a Hugging Face hub id."
+            f"no tokenizer found at {str(name_or_path)!r}: {' '.join(str(error).split())}. "
+            "Pass a folder made by "
+            "train_tokenizer, a saved model folder or a Hugging Face hub id."
         ) from error
     if not tokenizer.is_fast:
         raise CheckpointError(

@@ -2,7 +2,7 @@
 
 One process or many: ``graphix train --config run.json`` trains on this machine, and
 ``accelerate launch -m graphix train --config run.json`` shards the same loop across
-devices. A run folder holds everything needed to resume::
+devices. A run folder contains everything needed to resume::
 
     <output_dir>/config.json       the resolved configuration
     <output_dir>/tokenizer/        SentencePiece vocabulary (from-scratch models)
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from graphix.checkpoints import STATE_FILE, CheckpointManager
+from graphix.checkpoints import STATE_FILE, CheckpointManager, load_model
 from graphix.config import apply_overrides, from_dict, to_dict
 from graphix.errors import CheckpointError
 from graphix.training_config import TrainConfig
@@ -110,7 +111,15 @@ def load_run_config(output_dir: Path, overrides: list[str]) -> TrainConfig:
         raise CheckpointError(
             f"cannot resume: {path} not found; start the run without --resume first"
         )
-    stored = from_dict(TrainConfig, json.loads(path.read_text()), source=str(path))
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot resume: {path} is not valid JSON ({error}); restore it "
+                              "or start a new run in another output_dir") from None
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"cannot resume: {path} is not a JSON object; restore it or "
+                              "start a new run in another output_dir")
+    stored = from_dict(TrainConfig, stored, source=str(path))
     return apply_overrides(stored, overrides)
 
 
@@ -277,17 +286,15 @@ class Trainer:
 
     def _load_latest(self):
         """Return (model, trainer payload) of the latest checkpoint for ``--resume``."""
-        from graphix.model import GraphixT5ForConditionalGeneration
-
         latest = self.checkpoints.latest()
         if latest is None:
             raise CheckpointError(
                 f"cannot resume: no checkpoint in {self.checkpoints.root}; start without --resume"
             )
+        model = load_model(latest)
         try:
-            model = GraphixT5ForConditionalGeneration.from_pretrained(latest)
             payload = torch.load(latest / STATE_FILE, weights_only=False)
-        except (OSError, RuntimeError, EOFError, ValueError) as error:
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise CheckpointError(f"checkpoint {latest} cannot be read: {error}") from None
         logger.info("resuming from %s", latest)
         return model, payload

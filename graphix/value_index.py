@@ -232,7 +232,11 @@ def _read_cache(cache_file: Path) -> dict[tuple[str, str], list[str]] | None:
         return None
     if not isinstance(payload, dict) or payload.get("format") != INDEX_FORMAT:
         return None
-    return {(table, column): cells for table, column, cells in payload["columns"]}
+    try:
+        return {(table, column): list(cells) for table, column, cells in payload["columns"]}
+    except (KeyError, TypeError, ValueError) as error:
+        logger.warning("ignoring malformed value index cache %s: %s", cache_file, error)
+        return None
 
 
 def _write_cache(cache_file: Path, values: dict[tuple[str, str], list[str]],

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import math
 
     from graphix.api import Text2SQL
     from graphix.errors import InputError
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--beams must be at least 1, got {args.beams}")
     if args.max_rows < 1:
         raise InputError(f"--max-rows must be at least 1, got {args.max_rows}")
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     # Cheap checks first, so a wrong path fails before the model loads.
     Text2SQL.check_question(args.question)
     check_database_file(args.db)
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
                    "rows": [list(row) for row in answer.rows]}
         if answer.error:
             payload["error"] = answer.error
+        if answer.cut_items:
+            payload["cut_items"] = answer.cut_items
         print(json.dumps(payload, default=str))
         return 0
     print(answer.sql)

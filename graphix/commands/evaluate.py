@@ -53,17 +53,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+    from pathlib import Path
+
     from graphix.errors import InputError
     from graphix.metrics.evaluate import evaluate_files
     from graphix.metrics.execution_match import DEFAULT_TIMEOUT_S
 
     timeout_s = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
-    if timeout_s <= 0:
-        raise InputError(f"--timeout must be positive, got {args.timeout}")
+    if not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if not Path(args.db_dir).is_dir():
+        raise InputError(f"--db-dir {args.db_dir} is not a folder; pass the folder that contains "
+                         "one subfolder per database")
     report = evaluate_files(args.gold, args.pred, args.db_dir, args.tables, strict=args.strict,
                             keep_distinct=args.keep_distinct, timeout_s=timeout_s)
     if args.per_example:
-        report.write_jsonl(args.per_example)
+        try:
+            report.write_jsonl(args.per_example)
+        except OSError as error:
+            raise InputError(f"cannot write --per-example {args.per_example}: "
+                             f"{error.strerror}") from None
     if args.json:
         print(json.dumps(report.summary(), indent=2))
     else:

@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip value linking, which builds or loads the value index")
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def run(args: argparse.Namespace) -> int:
+    from graphix.api import Text2SQL
     from graphix.drawing import draw_graph
     from graphix.errors import InputError
     from graphix.graph import build_graph
@@ -28,12 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from graphix.schema import Schema
     from graphix.value_index import ValueIndex
 
-    if not args.question.strip():
-        raise InputError("the question is empty; pass the question text as an argument")
+    question = Text2SQL.check_question(args.question)
+    if args.out.suffix.lower() not in IMAGE_SUFFIXES or args.out.is_dir():
+        raise InputError(f"--out {args.out} must be an image file name ending in "
+                         + ", ".join(IMAGE_SUFFIXES))
     schema = Schema.from_sqlite(args.db)
     index = None if args.no_values else ValueIndex.load_or_build(args.db, schema)
-    linking = SchemaLinker(schema, index).link(args.question)
+    linking = SchemaLinker(schema, index).link(question)
     graph = build_graph(linking, schema)
-    draw_graph(graph, args.out, schema_edges=args.schema_edges, title=args.question)
+    try:
+        draw_graph(graph, args.out, schema_edges=args.schema_edges, title=question)
+    except OSError as error:
+        raise InputError(f"cannot write {args.out}: {error.strerror}") from None
     print(f"wrote {args.out} ({graph.num_nodes} nodes, {graph.edge_type.numel()} edges)")
     return 0

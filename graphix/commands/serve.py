@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import math
 
     from graphix.errors import GraphixError, InputError
 
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} must be at least 1, got {value}")
     if args.max_wait_ms < 0:
         raise InputError(f"--max-wait-ms must not be negative, got {args.max_wait_ms}")
-    if args.timeout <= 0:
-        raise InputError(f"--timeout must be positive, got {args.timeout}")
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if not math.isfinite(args.max_wait_ms):
+        raise InputError(f"--max-wait-ms must be a finite number, got {args.max_wait_ms}")
 
     config = ServerConfig(max_rows=args.max_rows, timeout_s=args.timeout,
                           batching=BatchingConfig(max_batch_size=args.max_batch_size,

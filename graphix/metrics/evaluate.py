@@ -175,6 +175,8 @@ class Evaluator:
         preferred = [p for p in paths if p.stem == db_id] or paths
         if preferred:
             names_from = Schema.from_sqlite(preferred[0], db_id)
+            if spider_schema is not None:
+                _warn_on_disagreement(spider_schema, names_from)
         elif spider_schema is not None:
             names_from = spider_schema
         else:
@@ -244,6 +246,22 @@ class Evaluator:
         )
         differences = () if error else tuple(failures)
         return level, int(not failures), differences, error
+
+
+def _warn_on_disagreement(listed: Schema, actual: Schema) -> None:
+    """Log the tables and columns that the tables file and the SQLite file do not share."""
+    def names(schema: Schema) -> set[str]:
+        return ({table.name.lower() for table in schema.tables}
+                | {f"{c.table.lower()}.{c.name.lower()}" for c in schema.columns[1:]})
+
+    only_listed = sorted(names(listed) - names(actual))
+    only_actual = sorted(names(actual) - names(listed))
+    if only_listed or only_actual:
+        logger.warning(
+            "the tables file disagrees with %s: %d names only in the tables file (%s), %d only "
+            "in the database (%s); foreign keys come from the tables file, so EM may be wrong",
+            actual.path, len(only_listed), ", ".join(only_listed[:5]), len(only_actual),
+            ", ".join(only_actual[:5]))
 
 
 # ---------------------------------------------------------------------------- files
