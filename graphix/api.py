@@ -186,6 +186,12 @@ class Text2SQL:
                              "question about the database in English")
         return " ".join(visible.split())
 
+    def check_usable_question(self, question: str) -> str:
+        """Return `check_question(question)`, also rejecting questions the model cannot read."""
+        question = self.check_question(question)
+        self._check_vocabulary(question)
+        return question
+
     def _check_vocabulary(self, question: str) -> None:
         """Raise InputError when most of `question` is characters the tokenizer lacks."""
         visible = [char for char in question if not char.isspace()]
@@ -243,8 +249,7 @@ class Text2SQL:
         start = time.perf_counter()
         records, schemas = [], []
         for question, database in zip(questions, dbs):
-            question = self.check_question(question)
-            self._check_vocabulary(question)
+            question = self.check_usable_question(question)
             schema, preprocessor = self._schema_and_preprocessor(database)
             record = preprocessor.process(Example(question, schema.db_id), schema)
             if record["cut_items"]:

@@ -81,6 +81,11 @@ def load_examples(path: str | Path) -> list[Example]:
         if len(fields) != 2 or not all(isinstance(value, str) for value in fields):
             raise InputError(f"{path}: entry {number} needs the string fields question and db_id")
         query = entry.get("query")
+        try:
+            "".join(fields).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{path}: entry {number} contains a lone surrogate escape "
+                             "(such as \\ud800); write its text as valid UTF-8") from None
         examples.append(Example(fields[0], fields[1], query if isinstance(query, str) else None))
     return examples
 

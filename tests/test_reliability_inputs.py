@@ -527,3 +527,47 @@ def test_graph_lone_surrogate_question(tmp_path, capsys):
                          tmp_path / "g.svg", "--no-values"], capsys)
     assert code == 1
     assert "lone surrogate" in _last_line(stderr)
+
+
+# ---------------------------------------------------------------------------- Spider folders
+
+
+@pytest.fixture
+def spider_folder(tmp_path):
+    """A Spider-layout folder with the demo database; dev.json is written by each test."""
+    folder = tmp_path / "spider"
+    (folder / "database" / "bookshop").mkdir(parents=True)
+    shutil.copy(DEMO_DB, folder / "database" / "bookshop" / "bookshop.sqlite")
+    entry = Schema.from_sqlite(DEMO_DB).to_spider_entry()
+    (folder / "tables.json").write_text(json.dumps([entry]))
+    return folder
+
+
+def _write_split(folder: Path, examples) -> None:
+    (folder / "dev.json").write_text(json.dumps(examples))
+
+
+@pytest.mark.parametrize("examples, words", [
+    ([{"question": "How many books?", "db_id": "nowhere"}], "'nowhere' is not in"),
+    ([{"question": "How many?", "db_id": "bookshop"}, {"question": " ", "db_id": "bookshop"}],
+     "dev example 1 (bookshop): the question is empty"),
+    ([{"question": "有多少本书", "db_id": "bookshop"}], "dev example 0 (bookshop)"),
+    ([{"question": "how \ud800 many", "db_id": "bookshop"}], "lone surrogate"),
+])
+def test_predict_bad_split_one_line(examples, words, spider_folder, tiny_model_dir, capsys):
+    _write_split(spider_folder, examples)
+    out = spider_folder / "pred.sql"
+    code, stderr = _run(["predict", "--spider-dir", spider_folder, "--out", out,
+                         "--model", tiny_model_dir], capsys)
+    assert code == 1
+    assert words in _last_line(stderr)
+    assert not out.exists()
+
+
+def test_preprocess_lone_surrogate_one_line(spider_folder, tmp_path, capsys):
+    _write_split(spider_folder, [{"question": "how \ud800 many", "db_id": "bookshop"}])
+    code, stderr = _run(["preprocess", "--spider-dir", spider_folder, "--split", "dev",
+                         "--out", tmp_path / "dataset", "--cache-dir", tmp_path / "cache"],
+                        capsys)
+    assert code == 1
+    assert "lone surrogate" in _last_line(stderr)

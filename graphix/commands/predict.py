@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     examples, schemas = _split_examples(spider, args.split)
     if args.limit:
         examples = examples[: args.limit]
+    for number, example in enumerate(examples):
+        try:
+            model.check_usable_question(example.question)
+        except InputError as error:
+            raise InputError(f"{args.split} example {number} ({example.db_id}): {error}") from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp")
@@ -71,12 +76,16 @@ def _split_examples(spider, split: str):
     import dataclasses
 
     from graphix.data import SPLIT_FILES, database_path, load_examples
+    from graphix.errors import SchemaError
     from graphix.schema import Schema
 
     tables = Schema.load_spider_tables(spider / "tables.json")
     examples = [e for name in SPLIT_FILES[split] for e in load_examples(spider / name)]
     schemas = {}
     for db_id in {e.db_id for e in examples}:
+        if db_id not in tables:
+            raise SchemaError(f"{split}: database {db_id!r} is not in {spider / 'tables.json'}; "
+                              "add its schema there")
         path = database_path(spider, db_id)
         schemas[db_id] = dataclasses.replace(tables[db_id], path=path if path.is_file() else None)
     return examples, schemas
