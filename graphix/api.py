@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import unicodedata
@@ -245,6 +246,10 @@ class Text2SQL:
                              "database or one per question")
         if num_beams < 1:
             raise InputError(f"num_beams must be at least 1, got {num_beams}")
+        if max_rows < 1:
+            raise InputError(f"max_rows must be at least 1, got {max_rows}")
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
+            raise InputError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
 
         start = time.perf_counter()
         records, schemas = [], []

@@ -20,6 +20,7 @@ once a result holds more than `MAX_RESULT_BYTES` of text and BLOBs.
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import time
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from graphix.errors import DatabaseError, QueryTimeoutError, SQLExecutionError
+from graphix.errors import DatabaseError, InputError, QueryTimeoutError, SQLExecutionError
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ROWS = 1000
@@ -182,6 +183,12 @@ class ReadOnlyDatabase:
         Raises QueryTimeoutError past the time limit and SQLExecutionError for any
         other failure, including statements the authorizer denies.
         """
+        if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
+            # A NaN deadline compares false with every time, which would disable the limit.
+            raise InputError(f"timeout_s must be a positive number of seconds or None, "
+                             f"got {timeout_s}")
+        if max_rows is not None and max_rows < 1:
+            raise InputError(f"max_rows must be at least 1 or None, got {max_rows}")
         if not _READING_STATEMENT.match(sql):
             raise SQLExecutionError(
                 f"query on {self.path.name} rejected: only reading statements (SELECT, WITH) "

@@ -123,3 +123,15 @@ def test_row_cap_exact_after_chunked_fetch(db_dir):
             assert len(result.rows) == min(cap, 300)
             assert result.truncated == (cap < 300)
             assert result.rows[-1] == (min(cap, 300) - 1,)
+
+
+@pytest.mark.parametrize("timeout_s", [float("nan"), float("inf"), 0, -1])
+def test_unbounded_time_limit_rejected(db_dir, timeout_s):
+    from graphix.errors import InputError
+
+    with ReadOnlyDatabase(db_dir / "shop" / "shop.sqlite") as database:
+        with pytest.raises(InputError, match="timeout_s"):
+            database.execute("SELECT 1", timeout_s=timeout_s)
+    with Evaluator(db_dir, timeout_s=timeout_s) as evaluator:
+        with pytest.raises(InputError, match="timeout_s"):
+            evaluator.evaluate(GOLD, GOLD, "shop")

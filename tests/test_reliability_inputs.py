@@ -571,3 +571,14 @@ def test_preprocess_lone_surrogate_one_line(spider_folder, tmp_path, capsys):
                         capsys)
     assert code == 1
     assert "lone surrogate" in _last_line(stderr)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"timeout_s": float("nan")}, "timeout_s"),
+    ({"timeout_s": 0}, "timeout_s"),
+    ({"max_rows": 0}, "max_rows"),
+    ({"num_beams": 0}, "num_beams"),
+])
+def test_api_unusable_options_rejected(tiny, options, words):
+    with pytest.raises(InputError, match=words):
+        tiny.ask("How many books?", DEMO_DB, **options)
