@@ -119,7 +119,8 @@ def open_readonly(path: str | Path, *, busy_timeout_s: float = 2.0,
         connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         # Reading the schema here surfaces corruption and locks at open time.
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
+        # A damaged schema page can give an error message that is not valid UTF-8.
         raise _database_error(path, error) from None
     connection.text_factory = _decode_text
     if restrict:
@@ -146,7 +147,7 @@ def _decode_text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-def _database_error(path: Path, error: sqlite3.Error) -> DatabaseError:
+def _database_error(path: Path, error: Exception) -> DatabaseError:
     message = str(error)
     if "locked" in message or "busy" in message:
         return DatabaseError(f"database is locked: {path}; close the program that is writing to it")
@@ -181,7 +182,8 @@ class ReadOnlyDatabase:
         """Run one statement. `timeout_s=None` or `max_rows=None` remove that limit.
 
         Raises QueryTimeoutError past the time limit and SQLExecutionError for any
-        other failure, including statements the authorizer denies.
+        other failure, including statements the authorizer denies. Raises InputError
+        for a `timeout_s` that is not positive and finite, or a `max_rows` below 1.
         """
         if timeout_s is not None and not (timeout_s > 0 and math.isfinite(timeout_s)):
             # A NaN deadline compares false with every time, which would disable the limit.

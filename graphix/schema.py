@@ -266,7 +266,7 @@ class Schema:
         connection = open_readonly(path, restrict=False)
         try:
             return cls._introspect(connection, db_id, path)
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
             raise DatabaseError(
                 f"cannot read the schema of {path}: {error}; check that it is an intact SQLite file"
             ) from None

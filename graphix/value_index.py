@@ -209,7 +209,7 @@ def _read_column(connection: sqlite3.Connection, table: str, column: str,
     )
     try:
         rows = connection.execute(sql).fetchall()
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
         # Spider's tables.json names a few columns that differ from the file's.
         logger.debug("cannot read values of %s.%s: %s", table, column, error)
         return []

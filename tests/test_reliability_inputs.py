@@ -582,3 +582,20 @@ def test_preprocess_lone_surrogate_one_line(spider_folder, tmp_path, capsys):
 def test_api_unusable_options_rejected(tiny, options, words):
     with pytest.raises(InputError, match=words):
         tiny.ask("How many books?", DEMO_DB, **options)
+
+
+def test_schema_text_with_invalid_utf8_is_database_error(tmp_path, capsys):
+    path = tmp_path / "damaged.sqlite"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE maker (maker_id INTEGER PRIMARY KEY, name TEXT)")
+    connection.close()
+    data = bytearray(path.read_bytes())
+    # SQLite's "malformed database schema" message then quotes bytes that are not UTF-8.
+    data[data.rindex(b"REATE") + 1] = 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatabaseError, match="corrupt"):
+        Schema.from_sqlite(path)
+    code, stderr = _run(["graph", "How many makers?", "--db", path, "--out",
+                         tmp_path / "graph.svg"], capsys)
+    assert code == 1
+    assert "corrupt" in _last_line(stderr)
