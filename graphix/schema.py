@@ -164,6 +164,14 @@ class Schema:
                 f"is missing the field {error}; each entry needs db_id, table_names(_original), "
                 "column_names(_original), column_types, primary_keys and foreign_keys"
             ) from None
+        lists = {"table_names_original": table_names, "table_names": table_texts,
+                 "column_names_original": column_names, "column_names": column_texts,
+                 "column_types": column_types, "primary_keys": primary_keys,
+                 "foreign_keys": foreign_keys}
+        not_lists = [name for name, value in lists.items() if not isinstance(value, list)]
+        if not isinstance(db_id, str) or not_lists:
+            raise SchemaError(f"tables.json entry {db_id!r}: db_id must be a string and "
+                              f"{', '.join(not_lists) or 'every other field'} must be lists")
         if not (len(column_names) == len(column_texts) == len(column_types)):
             raise SchemaError(
                 f"tables.json entry {db_id!r}: column_names_original, column_names and "

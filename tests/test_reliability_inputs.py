@@ -599,3 +599,11 @@ def test_schema_text_with_invalid_utf8_is_database_error(tmp_path, capsys):
                          tmp_path / "graph.svg"], capsys)
     assert code == 1
     assert "corrupt" in _last_line(stderr)
+
+
+@pytest.mark.parametrize("field", ["column_names_original", "column_names", "table_names",
+                                   "primary_keys", "foreign_keys"])
+def test_tables_field_not_a_list(field):
+    entry = {**GOOD_ENTRY, field: {"0": [0, "id"], "1": [0, "name"]}}
+    with pytest.raises(SchemaError, match=f"{field} must be lists"):
+        Schema.from_spider_entry(entry)
