@@ -209,7 +209,7 @@ def test_spans_always_cover_their_nodes(tokenizer, data):
     if encoded.cut_items or encoded.graph.num_nodes < graph.num_nodes:
         return
 
-    # Nothing was cut, so every node keeps its text; its subwords must overlap it.
+    # Nothing was cut, so every node keeps its text and its subwords must overlap it.
     serialized = serialize(linking, schema, graph)
     offsets = np.asarray(tokenizer(serialized.text, return_offsets_mapping=True)
                          ["offset_mapping"])
