@@ -72,14 +72,19 @@ class CheckpointManager:
         self.keep = keep
 
     def remove_partial(self) -> int:
-        """Delete folders left by writes that were interrupted; return how many."""
+        """Delete the folders and pointer files of interrupted writes; return how many."""
         if not self.root.exists():
             return 0
-        partial = [p for p in self.root.iterdir() if p.is_dir() and ".tmp-" in p.name]
+        # Checkpoint folders and pointer files (".latest.json.tmp-<pid>") both get the tag.
+        partial = [p for p in self.root.iterdir() if ".tmp-" in p.name]
         for path in partial:
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         if partial:
-            logger.warning("removed %d partial checkpoint folder(s) in %s", len(partial), self.root)
+            logger.warning("removed %d partial checkpoint folder(s) or pointer file(s) in %s",
+                           len(partial), self.root)
         return len(partial)
 
     def save(self, step: int, write: callable, *, best: bool = False) -> Path:

@@ -171,3 +171,17 @@ def test_training_killed_mid_write_resumes(spider, tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == killed_at + 2
     assert not list(manager.root.glob("*.tmp-*"))
+
+
+def test_partial_pointer_file_removed(tmp_path):
+    from graphix.checkpoints import CheckpointManager
+
+    manager = CheckpointManager(tmp_path)
+    manager.save(1, lambda folder: (folder / "weights.bin").write_bytes(b"1"))
+    # A kill inside write_json_atomic leaves its temporary pointer file behind.
+    (manager.root / ".latest.json.tmp-12345").write_text('{"step": 2, "pa')
+    (manager.root / "step-00000002.tmp-12345").mkdir()
+
+    assert manager.remove_partial() == 2
+    assert sorted(path.name for path in manager.root.iterdir()) == ["latest.json", "step-00000001"]
+    assert manager.latest().name == "step-00000001"
