@@ -607,3 +607,12 @@ def test_tables_field_not_a_list(field):
     entry = {**GOOD_ENTRY, field: {"0": [0, "id"], "1": [0, "name"]}}
     with pytest.raises(SchemaError, match=f"{field} must be lists"):
         Schema.from_spider_entry(entry)
+
+
+@pytest.mark.parametrize("option", [["--timeout", "nan"], ["--max-wait-ms", "nan"]])
+def test_serve_rejects_nan_options(option, tmp_path, capsys):
+    pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
+    code, stderr = _run(["serve", "--db-dir", DEMO_DB.parent, "--model", tmp_path / "none",
+                         *option], capsys)
+    assert code == 1
+    assert "nan" in _last_line(stderr)
