@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 import traceback
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.extend(overrides)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not args.verbose:
+        # Hugging Face libraries draw a progress bar for every model and dataset they
+        # load; the commands report their own progress. Read when they are imported.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -158,10 +158,16 @@ def load_tokenizer(name_or_path: str | Path):
 
     Raises :class:`CheckpointError` when nothing loadable is found there.
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, T5Config
 
+    # AutoTokenizer reads config.json to pick a class. A saved Graphix model declares
+    # model_type "graphix_t5", which transformers does not know, so its tokenizer is
+    # loaded with a T5 configuration instead (it is a T5 tokenizer).
+    extra = {}
+    if _declares_graphix_model(Path(name_or_path)):
+        extra["config"] = T5Config()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **extra)
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"no tokenizer found at {str(name_or_path)!r}: {' '.join(str(error).split())}. "
@@ -174,3 +180,13 @@ def load_tokenizer(name_or_path: str | Path):
             f"tokenizer.json, or install protobuf so spiece.model can be converted"
         )
     return tokenizer
+
+
+def _declares_graphix_model(folder: Path) -> bool:
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "graphix_t5"
