@@ -6,7 +6,10 @@ saves it, loads the saved folder through ``Text2SQL.from_pretrained`` and measur
 
 - what was removed or shared, and the parameter count;
 - encoder latency: one encoder pass per demo question (batch 1), median in ms;
-- end-to-end ``ask`` latency on the demo database (greedy, executed), median in ms, warm;
+- end-to-end ``ask`` latency on the demo database (greedy, executed), median in ms, warm,
+  and the mean number of tokens generated, because a model that stops later takes longer;
+- fixed-length decoding: greedy generation of exactly ``--decode-tokens`` tokens per demo
+  question, median in ms, which compares model speed at equal output length;
 - training-step time: forward and backward on a fixed batch of Spider train examples;
 - Spider dev exact match (EM) and execution accuracy (EX), greedy, on ``--examples`` examples.
 
@@ -35,13 +38,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEMO = REPO / "data" / "demo"
 
+# NOTE: the share thresholds suit attention maps that are far apart. Head-by-head cosine
+# similarities between layers of a partly trained bundled-shape model (4+4 layers, 4 heads)
+# were 0.01 to 0.19 (`graphix compress analyze`, 16 Spider train examples), so thresholds near
+# 0.9 would share nothing. Check them with `graphix compress analyze` on the model first.
 DEFAULT_SETTINGS = [
     "drop:attention:decoder:1",
     "drop:attention:decoder:2",
     "drop:block:decoder:1",
     "drop:block:encoder:1",
-    "share:0.9",
-    "share:0.8",
+    "share:0.15",
+    "share:0.1",
 ]
 
 
@@ -79,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8,
                         help="batch size of calibration, training and the timed step "
                              "(default: 8)")
+    parser.add_argument("--decode-tokens", type=int, default=32,
+                        help="tokens generated per question in the fixed-length decoding "
+                             "timing (default: 32)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="latency rounds over all settings (default: 3)")
     parser.add_argument("--threads", type=int, default=None,
@@ -158,12 +168,33 @@ def encoder_ms(text2sql, records) -> list[float]:
     return times
 
 
-def ask_ms(text2sql, questions: list[str]) -> list[float]:
-    times = []
+def ask_ms(text2sql, questions: list[str]) -> tuple[list[float], list[int]]:
+    """Time `ask` per question; also return the length in tokens of each generated SQL."""
+    times, lengths = [], []
     for question in questions:
         start = time.perf_counter()
-        text2sql.ask(question, DEMO / "bookshop.sqlite")
+        answer = text2sql.ask(question, DEMO / "bookshop.sqlite")
         times.append((time.perf_counter() - start) * 1000)
+        lengths.append(len(text2sql.tokenizer(answer.beams[0][0])["input_ids"]))
+    return times, lengths
+
+
+def decode_ms(text2sql, records, tokens: int) -> list[float]:
+    """Time greedy generation of exactly `tokens` tokens per record, encoder included."""
+    import torch
+
+    from graphix.inference import model_inputs
+
+    model = text2sql.model
+    use_graph = bool(model.config.use_graph)
+    times = []
+    with torch.no_grad():
+        for record in records:
+            inputs = model_inputs([record], use_graph)
+            start = time.perf_counter()
+            model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens,
+                           do_sample=False, num_beams=1)
+            times.append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -246,7 +277,8 @@ def run(args) -> list[dict]:
     for setting in settings:
         setting["model"] = Text2SQL.from_pretrained(setting["folder"])
         setting["parameters"] = count_parameters(setting["model"].model)
-        setting["encoder"], setting["ask"] = [], []
+        for key in ("encoder", "ask", "ask_tokens", "decode", "train_step"):
+            setting[key] = []
     serialization = SerializationConfig(max_input_tokens=loaded.max_input_tokens,
                                         max_target_tokens=loaded.max_new_tokens)
     preprocessor = Preprocessor(loaded.tokenizer, PreprocessConfig(serialization=serialization))
@@ -258,11 +290,14 @@ def run(args) -> list[dict]:
         encoder_ms(setting["model"], demo_records[:2])
     for round_index in range(args.rounds):
         for setting in settings:
-            setting["encoder"].append(statistics.median(encoder_ms(setting["model"],
-                                                                   demo_records)))
-            setting["ask"].append(statistics.median(ask_ms(setting["model"], questions)))
-            setting.setdefault("train_step", []).append(
-                train_step_ms(setting["model"].model, step_batch, repeats=2))
+            text2sql = setting["model"]
+            setting["encoder"].append(statistics.median(encoder_ms(text2sql, demo_records)))
+            times, lengths = ask_ms(text2sql, questions)
+            setting["ask"].append(statistics.median(times))
+            setting["ask_tokens"].append(statistics.mean(lengths))
+            setting["decode"].append(statistics.median(
+                decode_ms(text2sql, demo_records, args.decode_tokens)))
+            setting["train_step"].append(train_step_ms(text2sql.model, step_batch, repeats=2))
         print(f"latency round {round_index + 1}/{args.rounds} done", flush=True)
 
     for setting in settings:
@@ -271,6 +306,8 @@ def run(args) -> list[dict]:
               f"({setting['dev_s']:.0f} s)", flush=True)
         setting["encoder_ms"] = statistics.median(setting.pop("encoder"))
         setting["ask_ms"] = statistics.median(setting.pop("ask"))
+        setting["ask_tokens"] = statistics.mean(setting.pop("ask_tokens"))
+        setting["decode_ms"] = statistics.median(setting.pop("decode"))
         setting["train_step_ms"] = statistics.median(setting.pop("train_step"))
         setting["dev_examples"] = len(dev_records)
         setting["demo_questions"] = len(questions)
@@ -301,14 +338,18 @@ def markdown(settings: list[dict], args) -> str:
     lines += [
         "",
         "| setting | removed or shared | parameters | encoder ms | ask ms | ask speed-up "
+        f"| ask tokens | {args.decode_tokens}-token decode ms | decode speed-up "
         "| train step ms | EM | EX | EX change (points) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for s in settings:
         speedup = 1 - s["ask_ms"] / base["ask_ms"]
+        decode_speedup = 1 - s["decode_ms"] / base["decode_ms"]
         lines.append(
             f"| {s['name']} | {', '.join(s['changed']) or '-'} | {s['parameters']:,} "
             f"| {s['encoder_ms']:.1f} | {s['ask_ms']:.1f} | {speedup:+.1%} "
+            f"| {s['ask_tokens']:.1f} | {s['decode_ms']:.1f} | {decode_speedup:+.1%} "
             f"| {s['train_step_ms']:.0f} | {s['em']:.3f} | {s['ex']:.3f} "
             f"| {100 * (s['ex'] - base['ex']):+.1f} |")
     passing = [s["name"] for s in settings[1:]

@@ -178,7 +178,8 @@ def test_benchmark_end_to_end(tiny_model_dir, spider_folder, tmp_path):
         "--model", str(tiny_model_dir), "--spider-dir", str(spider_folder), "--examples", "5",
         "--settings", "drop:attention:decoder:1", "share:0", "--calibration-examples", "5",
         "--train-examples", "5", "--fine-tune-steps", "1", "--distill-steps", "1",
-        "--batch-size", "4", "--rounds", "1", "--report", str(report)]) == 0
+        "--batch-size", "4", "--rounds", "1", "--decode-tokens", "4",
+        "--report", str(report)]) == 0
 
     rows = [line for line in report.read_text().splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[0] for row in rows] == [
@@ -192,4 +193,5 @@ def test_benchmark_end_to_end(tiny_model_dir, spider_folder, tmp_path):
     for result in results:
         assert result["dev_examples"] == 5
         assert 0 <= result["ex"] <= 1 and 0 <= result["em"] <= 1
-        assert result["ask_ms"] > 0 and result["encoder_ms"] > 0 and result["train_step_ms"] > 0
+        for key in ("ask_ms", "ask_tokens", "encoder_ms", "decode_ms", "train_step_ms"):
+            assert result[key] > 0, key
