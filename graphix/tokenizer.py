@@ -163,8 +163,15 @@ def load_tokenizer(name_or_path: str | Path):
     # AutoTokenizer reads config.json to pick a class. A saved Graphix model declares
     # model_type "graphix_t5", which transformers does not know, so its tokenizer is
     # loaded with a T5 configuration instead (it is a T5 tokenizer).
+    folder = Path(name_or_path)
+    if folder.is_dir() and not any((folder / name).exists()
+                                   for name in ("tokenizer.json", SPIECE_FILE)):
+        raise CheckpointError(
+            f"no tokenizer found in {folder}: it has neither tokenizer.json nor {SPIECE_FILE}. "
+            "Copy the tokenizer files of the run into it, or pass a folder saved by graphix train"
+        )
     extra = {}
-    if _declares_graphix_model(Path(name_or_path)):
+    if _declares_graphix_model(folder):
         extra["config"] = T5Config()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **extra)
