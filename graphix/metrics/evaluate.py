@@ -251,8 +251,11 @@ class Evaluator:
 def _warn_on_disagreement(listed: Schema, actual: Schema) -> None:
     """Log the tables and columns that the tables file and the SQLite file do not share."""
     def names(schema: Schema) -> set[str]:
-        return ({table.name.lower() for table in schema.tables}
-                | {f"{c.table.lower()}.{c.name.lower()}" for c in schema.columns[1:]})
+        # SQLite's internal tables (sqlite_sequence, ...) are left out of introspected
+        # schemas, while Spider's tables.json lists sqlite_sequence for two databases.
+        found = ({table.name.lower() for table in schema.tables}
+                 | {f"{c.table.lower()}.{c.name.lower()}" for c in schema.columns[1:]})
+        return {name for name in found if not name.startswith("sqlite_")}
 
     only_listed = sorted(names(listed) - names(actual))
     only_actual = sorted(names(actual) - names(listed))
