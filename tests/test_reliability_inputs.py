@@ -20,6 +20,7 @@ from graphix.api import Text2SQL
 from graphix.cli import main
 from graphix.errors import CheckpointError, DatabaseError, InputError, SchemaError
 from graphix.schema import Schema
+from tiny_model import build_tiny_model
 
 DEMO_DB = Path(__file__).resolve().parent.parent / "data" / "demo" / "bookshop.sqlite"
 QUESTIONS = json.loads((DEMO_DB.parent / "questions.json").read_text())
@@ -27,29 +28,7 @@ QUESTIONS = json.loads((DEMO_DB.parent / "questions.json").read_text())
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    import torch
-
-    from graphix.data import Example
-    from graphix.model import GraphixT5Config, GraphixT5ForConditionalGeneration
-    from graphix.preprocess import Preprocessor
-    from graphix.tokenizer import TokenizerTrainingConfig, train_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_model")
-    schema = Schema.from_sqlite(DEMO_DB)
-    texts = []
-    for item in QUESTIONS:
-        record = Preprocessor().process(Example(item["question"], "bookshop", item["query"]), schema)
-        texts += [record["input_text"], record["target"]]
-    tokenizer = train_tokenizer(texts, folder, TokenizerTrainingConfig(vocab_size=200))
-    torch.manual_seed(0)
-    config = GraphixT5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2,
-                             num_decoder_layers=2, num_heads=2, graph_num_heads=2,
-                             graph_head_dim=8, pad_token_id=0, eos_token_id=1,
-                             decoder_start_token_id=0)
-    GraphixT5ForConditionalGeneration(config).save_pretrained(folder)
-    (folder / "training.json").write_text(json.dumps(
-        {"config": {"max_input_tokens": 256, "max_target_tokens": 8}}))
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), max_target_tokens=8)
 
 
 @pytest.fixture(scope="module")

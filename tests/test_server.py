@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import threading
@@ -24,6 +23,7 @@ from graphix.errors import CheckpointError, DatabaseError, InputError  # noqa: E
 from graphix.server import create_app  # noqa: E402
 from graphix.server.app import ServerConfig  # noqa: E402
 from graphix.server.batching import BatchingConfig  # noqa: E402
+from tiny_model import build_tiny_model
 
 DEMO_DB = Path(__file__).resolve().parent.parent / "data" / "demo" / "bookshop.sqlite"
 QUESTIONS = json.loads((DEMO_DB.parent / "questions.json").read_text())
@@ -509,30 +509,7 @@ def test_serve_command_rejects_bad_port(db_dir, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    import torch
-
-    from graphix.data import Example
-    from graphix.model import GraphixT5Config, GraphixT5ForConditionalGeneration
-    from graphix.preprocess import Preprocessor
-    from graphix.schema import Schema
-    from graphix.tokenizer import TokenizerTrainingConfig, train_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_model")
-    schema = Schema.from_sqlite(DEMO_DB)
-    texts = []
-    for item in QUESTIONS:
-        record = Preprocessor().process(Example(item["question"], "bookshop", item["query"]), schema)
-        texts += [record["input_text"], record["target"]]
-    tokenizer = train_tokenizer(texts, folder, TokenizerTrainingConfig(vocab_size=200))
-    torch.manual_seed(0)
-    config = GraphixT5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2,
-                             num_decoder_layers=2, num_heads=2, graph_num_heads=2,
-                             graph_head_dim=8, pad_token_id=0, eos_token_id=1,
-                             decoder_start_token_id=0)
-    GraphixT5ForConditionalGeneration(config).save_pretrained(folder)
-    (folder / "training.json").write_text(json.dumps(
-        {"config": {"max_input_tokens": 256, "max_target_tokens": 24}}))
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
 def test_ask_with_tiny_model(db_dir, tiny_model_dir):
