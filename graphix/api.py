@@ -53,7 +53,7 @@ class Answer:
     truncated: bool = False
     """True when the row cap cut the result."""
     error: str | None = None
-    """Why execution failed, when it did; the SQL is still returned."""
+    """The execution error message, or None when the SQL ran. The SQL is returned either way."""
     dialect: str = "sqlite"
     timings_ms: dict[str, float] = field(default_factory=dict)
     cut_items: int = 0

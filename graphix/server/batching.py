@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class SQLGenerator(Protocol):
-    """What the batcher needs from a model: `graphix.api.Text2SQL` or a test double."""
+    """The model interface the batcher calls: `graphix.api.Text2SQL` or a test double."""
 
     def ask_many(self, questions: list[str], db, *, num_beams: int, execute: bool,
                  dialect: str) -> list:
