@@ -115,8 +115,8 @@ class Text2SQL:
         if not (folder / "config.json").is_file():
             if path is None:
                 raise CheckpointError(
-                    f"no bundled model found at {folder}; pass --model with a folder written by "
-                    "`graphix train` (the package ships one in released versions)"
+                    f"no bundled model found at {folder}: this version ships none yet. Pass "
+                    "--model with a folder written by `graphix train`"
                 )
             raise CheckpointError(f"model folder {folder} has no config.json; pass a folder "
                                   "written by `graphix train` or save_pretrained")
