@@ -261,7 +261,7 @@ def _add_schema_edges(schema: Schema, table_node: int, column_node: int, add) ->
             add(table_node + target_table, table_node + source_table, Relation.TABLE_TABLE_FKR)
 
 
-def collate(features: list[dict]) -> dict[str, torch.Tensor]:
+def collate(features: list[dict], pad_to_multiple: int = 1) -> dict[str, torch.Tensor]:
     """Batch encoded examples into padded token tensors and one disjoint graph.
 
     Each feature has ``input_ids`` [T_i], ``node_spans`` [N_i, 2], ``edge_index``
@@ -271,15 +271,18 @@ def collate(features: list[dict]) -> dict[str, torch.Tensor]:
     ids offset into the batch, ``graph_edge_type`` [E], ``graph_node_batch`` [N] (the
     example of each node, ascending) and ``graph_node_spans`` [N, 2] (spans inside each
     example's own ``input_ids``).
+
+    ``pad_to_multiple`` rounds T and L up, so that training sees few distinct tensor
+    shapes (each new shape costs oneDNN a kernel build and cache memory on CPU).
     """
     if not features:
         raise ValueError("collate needs at least one example")
     batch = {}
-    input_ids, attention_mask = _pad([f["input_ids"] for f in features], 0)
+    input_ids, attention_mask = _pad([f["input_ids"] for f in features], 0, pad_to_multiple)
     batch["input_ids"] = input_ids
     batch["attention_mask"] = attention_mask
     if all(f.get("labels") is not None for f in features):
-        batch["labels"], _ = _pad([f["labels"] for f in features], -100)
+        batch["labels"], _ = _pad([f["labels"] for f in features], -100, pad_to_multiple)
 
     node_spans = [torch.as_tensor(f["node_spans"], dtype=torch.long).reshape(-1, 2) for f in features]
     edge_index = [torch.as_tensor(f["edge_index"], dtype=torch.long).reshape(2, -1) for f in features]
@@ -298,14 +301,20 @@ def collate(features: list[dict]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def _pad(sequences: list, pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad 1-d sequences into [B, max length] without a loop over tensor elements."""
+def _pad(sequences: list, pad_value: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad 1-d sequences into [B, width] without a loop over tensor elements.
+
+    ``width`` is the longest length rounded up to a multiple of ``multiple``.
+    """
+    if multiple < 1:
+        raise ValueError(f"pad_to_multiple must be at least 1, got {multiple}")
     lengths = torch.tensor([len(sequence) for sequence in sequences])
     flat = torch.as_tensor(list(chain.from_iterable(
         sequence.tolist() if isinstance(sequence, torch.Tensor) else sequence
         for sequence in sequences
     )), dtype=torch.long)
     width = int(lengths.max()) if len(lengths) else 0
+    width = -(-width // multiple) * multiple
     mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, width]
     padded = torch.full((len(sequences), width), pad_value, dtype=torch.long)
     padded[mask] = flat

@@ -326,8 +326,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, resume: bool = False) -> Path:
-        """Train until `max_steps` or the time budget; return the exported model folder."""
+    def run(self, resume: bool = False, segment_steps: int | None = None) -> Path | None:
+        """Train until `max_steps` or the time budget; return the exported model folder.
+
+        With ``segment_steps``, stop after that many steps of this process, write a
+        checkpoint and return None; a later ``run(resume=True)`` continues exactly.
+        Long CPU runs use this to start a fresh process now and then, because one
+        process slows down as allocator and kernel caches grow.
+        """
+        if segment_steps is not None and segment_steps < 1:
+            raise ValueError(f"segment_steps must be at least 1, got {segment_steps}")
         from tqdm.auto import tqdm
 
         config = self.config
@@ -367,13 +375,14 @@ class Trainer:
                         disable=not self.accelerator.is_local_main_process)
         window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
         session_start, session_base = time.monotonic(), state.train_seconds
-        stop = False
+        segment_end = state.step + segment_steps if segment_steps else None
+        stop = paused = False
         while not stop:
             batches = batch_order(lengths, config.batch_size, config.data_seed, state.epoch)
             batches = batches[state.batch_in_epoch:]
             for batch_indices in batches:
                 batch = _model_batch([train_records[i] for i in batch_indices], use_graph,
-                                     self.accelerator.device)
+                                     self.accelerator.device, config.pad_to_multiple)
                 with self.accelerator.accumulate(model):
                     loss = model(**batch).loss
                     self.accelerator.backward(loss)
@@ -405,6 +414,7 @@ class Trainer:
                 out_of_time = (config.max_wall_minutes is not None
                                and state.train_seconds >= config.max_wall_minutes * 60)
                 stop = state.step >= config.max_steps or out_of_time
+                paused = not stop and segment_end is not None and state.step >= segment_end
                 evaluate_now = config.eval_every and (state.step % config.eval_every == 0 or stop)
                 is_best = False
                 if evaluate_now:
@@ -415,7 +425,7 @@ class Trainer:
                     score = scores["dev_ex"] + 1e-3 * scores["dev_em"]
                     if score > state.best_score:
                         state.best_score, state.best_step, is_best = score, state.step, True
-                if stop or is_best or state.step % config.checkpoint_every == 0:
+                if stop or paused or is_best or state.step % config.checkpoint_every == 0:
                     self.checkpoints.save(
                         state.step,
                         self._write_checkpoint(model, tokenizer, optimizer, scheduler, state),
@@ -426,10 +436,16 @@ class Trainer:
                         logger.info("stopping at step %d: %.1f minutes of training reached",
                                     state.step, state.train_seconds / 60)
                     break
+                if paused:
+                    stop = True
+                    break
             else:
                 state.epoch += 1
                 state.batch_in_epoch = 0
         progress.close()
+        if paused:
+            logger.info("segment ends at step %d; continue with --resume", state.step)
+            return None
         return self.export()
 
     def export(self) -> Path:
@@ -459,12 +475,13 @@ def _fixed_subset(records: list, count: int, seed: int) -> list:
     return [records[i] for i in chosen]
 
 
-def _model_batch(records: list[dict], use_graph: bool, device) -> dict[str, torch.Tensor]:
+def _model_batch(records: list[dict], use_graph: bool, device,
+                 pad_to_multiple: int = 1) -> dict[str, torch.Tensor]:
     from graphix.graph import collate
 
     batch = collate([{"input_ids": r["input_ids"], "labels": r["labels"],
                       "node_spans": r["node_spans"], "edge_index": r["edge_index"],
-                      "edge_type": r["edge_type"]} for r in records])
+                      "edge_type": r["edge_type"]} for r in records], pad_to_multiple)
     if not use_graph:
         batch = {k: v for k, v in batch.items() if not k.startswith("graph_")}
     return {k: v.to(device) for k, v in batch.items()}

@@ -61,6 +61,9 @@ class TrainConfig:
     batch_size: int = field(default=16, metadata={"help": "Examples per device and micro-batch."})
     gradient_accumulation: int = field(
         default=1, metadata={"help": "Micro-batches per optimizer step."})
+    pad_to_multiple: int = field(
+        default=16, metadata={"help": "Round padded batch lengths up to a multiple of N, so "
+                                      "that CPU kernels see few distinct shapes."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
     mixed_precision: str = field(
         default="auto", metadata={"help": "bf16, no, or auto (bf16 where the hardware has it)."})
@@ -89,6 +92,7 @@ class TrainConfig:
                 f"mixed_precision must be 'auto', 'bf16' or 'no', got {self.mixed_precision!r}"
             )
         for name in ("batch_size", "gradient_accumulation", "max_steps", "log_every",
-                     "checkpoint_every", "max_input_tokens", "max_target_tokens"):
+                     "checkpoint_every", "max_input_tokens", "max_target_tokens",
+                     "pad_to_multiple"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -175,6 +175,19 @@ def test_collate_offsets_and_padding(as_tensors):
         assert batch[key].dtype == torch.long
 
 
+def test_collate_pads_to_multiple():
+    first = _feature(2, [(0, 1, 0)], [5, 6, 1], labels=[7, 1])
+    second = _feature(1, [(0, 0, 0)], [8, 9, 10, 11, 1], labels=[4, 4, 4, 1])
+    batch = collate([first, second], pad_to_multiple=4)
+    assert batch["input_ids"].tolist() == [[5, 6, 1, 0, 0, 0, 0, 0], [8, 9, 10, 11, 1, 0, 0, 0]]
+    assert batch["attention_mask"].sum(dim=1).tolist() == [3, 5]
+    assert batch["labels"].tolist() == [[7, 1, -100, -100], [4, 4, 4, 1]]
+    # Graph tensors are not padded.
+    assert batch["graph_node_batch"].tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="pad_to_multiple"):
+        collate([first], pad_to_multiple=0)
+
+
 def test_collate_without_labels():
     batch = collate([_feature(1, [(0, 0, 0)], [3, 1])])
     assert "labels" not in batch

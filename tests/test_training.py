@@ -89,6 +89,29 @@ def test_killed_run_resumes_from_latest_checkpoint(spider, tmp_path):
     assert (run / "model" / "config.json").exists()
 
 
+@pytest.mark.spider
+def test_segments_continue_where_the_last_one_stopped(spider, tmp_path):
+    """A 2-step segment, then a resumed finish, log every step once on one schedule."""
+    run = tmp_path / "run"
+    first = _train([f"output_dir={run}", "max_steps=5", "--segment-steps", "2", *TINY_RUN], spider)
+    output, _ = first.communicate(timeout=600)
+    assert first.returncode == 75, output
+    assert "continue with: graphix train --resume" in output
+    assert not (run / "model").exists()
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 2
+
+    last = _train([f"output_dir={run}", "--resume", "--segment-steps", "10"], spider)
+    output, _ = last.communicate(timeout=600)
+    assert last.returncode == 0, output
+    assert (run / "model" / "config.json").exists()
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
+    # The learning rate follows one schedule across both processes.
+    lrs = [r["lr"] for r in records if "loss" in r]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0.0
+
+
 def test_resume_without_checkpoint_is_clear_error(tmp_path):
     from graphix.cli import main
 

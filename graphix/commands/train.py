@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+SEGMENT_DONE = 75  # sysexits EX_TEMPFAIL: not finished, resume to continue
+
 HELP = "train a Graphix-T5 model on Spider (resumable; runs under `accelerate launch` too)"
 
 
@@ -18,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in output_dir from its latest checkpoint; "
                              "the stored configuration is used, overrides still apply")
+    parser.add_argument("--segment-steps", type=int, metavar="N",
+                        help="exit with status 75 after N steps of this process, checkpoint "
+                             "written; rerun with --resume to continue (a fresh process keeps "
+                             "long CPU runs at full speed)")
     parser.add_argument("--output-dir", help="run folder (same as output_dir=...)")
     parser.add_argument("--spider-dir", help="Spider folder (same as spider_dir=...; default "
                                              "$GRAPHIX_SPIDER_DIR)")
@@ -42,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
         config = load_run_config(Path(base.output_dir), overrides)
     else:
         config = load_config(TrainConfig, args.config, overrides)
-    model_dir = Trainer(config).run(resume=args.resume)
+    model_dir = Trainer(config).run(resume=args.resume, segment_steps=args.segment_steps)
+    if model_dir is None:
+        print(f"segment finished; continue with: graphix train --resume "
+              f"--output-dir {config.output_dir}")
+        return SEGMENT_DONE
     print(f"model saved to {model_dir}")
     return 0
