@@ -110,12 +110,34 @@ def test_processor_allows_eos_after_complete_query(tokenizer):
     assert not torch.isfinite(masked[0, closing])
 
 
+def test_processor_falls_back_to_best_valid_token(tokenizer):
+    processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2)
+    prefix = ids_of(tokenizer, "music | select name from")
+    comma, star = token_with_text(tokenizer, ","), token_with_text(tokenizer, "*")
+    closing, space = token_with_text(tokenizer, ")"), token_with_text(tokenizer, " ")
+    scores = scores_favoring(len(tokenizer), [comma, star, closing, space])
+    masked = processor(torch.tensor([prefix]), scores)
+    # ',' and '*' (the top 2) and ')' cannot follow FROM; the space, ranked fourth, is
+    # the best valid token, so it alone is kept with its own score.
+    assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [space]
+    assert masked[0, space] == scores[0, space]
+    assert processor.fallbacks == 1 and not processor.dead_ends
+
+    # Without the fallback, or when the valid token ranks past it, the sequence ends.
+    for fallback_k in (0, 1):
+        strict = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2,
+                                                  fallback_k=fallback_k)
+        masked = strict(torch.tensor([prefix]), scores)
+        assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [tokenizer.eos_token_id]
+        assert strict.dead_ends == {tuple(prefix)} and strict.fallbacks == 0
+
+
 def test_processor_ends_dead_sequence(tokenizer):
     processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2,
                                                  dead_end_score=-5000.0)
-    prefix = ids_of(tokenizer, "music | select name from")
-    comma, star = token_with_text(tokenizer, ","), token_with_text(tokenizer, "*")
-    masked = processor(torch.tensor([prefix]), scores_favoring(len(tokenizer), [comma, star]))
+    # The prefix is already invalid (a token chosen outside the checked candidates).
+    prefix = ids_of(tokenizer, "music | select name from singer where )")
+    masked = processor(torch.tensor([prefix]), scores_favoring(len(tokenizer), []))
     assert masked[0, tokenizer.eos_token_id] == -5000.0
     assert torch.isfinite(masked[0]).sum() == 1
     assert processor.dead_ends == {tuple(prefix)}

@@ -11,9 +11,13 @@ Checker states are cached by token-id prefix, so a step costs one `feed` of a fe
 characters per candidate: the state of a running sequence was stored when its last
 token was checked one step earlier.
 
-A sequence whose candidates are all rejected is ended: only EOS stays, with score
-`dead_end_score`, so beam search ranks it below every valid hypothesis. Such sequences
-are recorded in `dead_ends`.
+When all `top_k` candidates of a sequence are rejected, the processor goes on down
+the sequence's ranking, through at most `fallback_k` more tokens, and keeps the first
+token the checker accepts. A small model often ranks no valid token in its top few, most often in the
+``db_id |`` prefix of an unseen database, and without this fallback the whole query
+would be lost. A sequence with no valid token among those it checks is ended: only EOS stays,
+with score `dead_end_score`, so beam search ranks it below every valid hypothesis.
+Such sequences are recorded in `dead_ends`.
 """
 
 from __future__ import annotations
@@ -69,15 +73,19 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             the running sequences of example ``i`` are rows ``i * n`` to ``i * n + n - 1``,
             where ``n`` (the number of beams) is inferred from the batch.
         top_k: how many of the best next tokens to check per sequence (default 8).
+        fallback_k: how many further tokens, in score order, to check for a sequence
+            whose `top_k` candidates are all rejected (default 256; 0 turns this off).
         with_db_id: whether targets start with ``db_id |`` (default True).
         dead_end_score: the EOS score given to a sequence with no accepted candidate
             (default -1e4).
     """
 
     def __init__(self, tokenizer, schemas: Sequence[Schema | PrefixChecker], *, top_k: int = 8,
-                 with_db_id: bool = True, dead_end_score: float = -1e4):
+                 fallback_k: int = 256, with_db_id: bool = True, dead_end_score: float = -1e4):
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
+        if fallback_k < 0:
+            raise InputError(f"fallback_k must be 0 or more, got {fallback_k}")
         if not schemas:
             raise InputError("schemas is empty; pass one schema per example of the batch")
         if tokenizer.eos_token_id is None:
@@ -87,6 +95,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             for item in schemas
         ]
         self.top_k = top_k
+        self.fallback_k = fallback_k
         self.dead_end_score = dead_end_score
         self.eos_token_id = tokenizer.eos_token_id
         self.pad_token_id = tokenizer.pad_token_id
@@ -100,6 +109,8 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Checker states read from the whole prefix because no cached state existed."""
         self.elapsed_s = 0.0
         """Seconds spent in this processor, summed over calls."""
+        self.fallbacks = 0
+        """Sequence steps where no top-k candidate was valid but a lower-ranked token was."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, vocabulary = scores.shape
@@ -126,6 +137,9 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             prefix = tuple(prefixes[row])
             checker = self.checkers[row // per_example]
             accepted = self._accepted_tokens(checker, prefix, top_ids[row], finite[row], states)
+            if accepted is None:
+                accepted = self._best_valid_token(checker, prefix, scores[row], k, states)
+                self.fallbacks += accepted is not None
             if accepted is None:
                 forced.append(row)
                 self.dead_ends.add(prefix)
@@ -172,6 +186,33 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
                 accepted.append(token_id)
                 states[prefix + (token_id,)] = (extended, text[-1] == " ")
         return accepted or None
+
+    def _best_valid_token(self, checker: PrefixChecker, prefix: tuple[int, ...],
+                          row_scores: torch.Tensor, skip: int, states: dict) -> list[int] | None:
+        """Return the best valid token ranked from `skip` to `skip + fallback_k`, or None."""
+        if not self.fallback_k:
+            return None
+        state, ends_with_space = self._state(checker, prefix)
+        if not state.ok or self.eos_token_id in prefix[1:]:
+            return None
+        count = min(skip + self.fallback_k, row_scores.numel())
+        ranking = row_scores.topk(count).indices[skip:]
+        finite = torch.isfinite(row_scores[ranking]).tolist()
+        for token_id, is_finite in zip(ranking.tolist(), finite):
+            if not is_finite:
+                break
+            if token_id == self.eos_token_id:
+                if checker.is_complete(state):
+                    return [token_id]
+                continue
+            text = self.texts[token_id]
+            if text is None or (ends_with_space and text[0] == " ") or "  " in text:
+                continue
+            extended = checker.feed(state, text)
+            if extended.ok:
+                states[prefix + (token_id,)] = (extended, text[-1] == " ")
+                return [token_id]
+        return None
 
     def _state(self, checker: PrefixChecker, prefix: tuple[int, ...]) -> tuple[CheckerState, bool]:
         """Return the checker state after `prefix` and whether its text ends with a space."""
