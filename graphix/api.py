@@ -78,6 +78,9 @@ def transpile(sql: str, dialect: str) -> str:
     if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
         raise InputError(f"unknown SQL dialect {dialect!r}; choose one of "
                          + ", ".join(sorted(_dialect_names())))
+    from graphix.metrics.sql_structure import check_join_count
+
+    check_join_count(sql)
     try:
         return sqlglot.transpile(sql, read="sqlite", write=dialect)[0]
     except SqlglotError as error:

@@ -188,3 +188,31 @@ def test_prepare_cuts_after_first_statement():
 def test_order_matters_anywhere_in_gold_text():
     assert order_matters("SELECT a FROM t WHERE b IN (SELECT b FROM s ORDER BY c LIMIT 1)")
     assert not order_matters("SELECT a FROM t")
+
+
+def test_parse_rejects_long_join_chains_quickly():
+    from graphix.errors import SQLParseError
+    from graphix.metrics.sql_structure import MAX_JOINS, parse_sql
+
+    # Gold-sized chains parse; a degenerate prediction with 40 JOINs (which would take
+    # sqlglot hours) is rejected before parsing.
+    parse_sql("select * from a " + " ".join(f"join t{i}" for i in range(MAX_JOINS)))
+    with pytest.raises(SQLParseError, match="40 JOINs"):
+        parse_sql("select t1.name from a as t1 " + " ".join("join b as t2" for _ in range(40)))
+
+
+def test_evaluator_scores_degenerate_join_prediction_as_wrong(tmp_path):
+    import sqlite3
+
+    from graphix.metrics import Evaluator
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    with sqlite3.connect(folder / "shop.sqlite") as connection:
+        connection.execute("create table item (id integer primary key, name text)")
+        connection.execute("insert into item values (1, 'pen')")
+    prediction = "select t1.name from item as t1 " + " ".join("join item as t2" for _ in range(40))
+    with Evaluator(tmp_path) as evaluator:
+        result = evaluator.evaluate("select name from item", prediction, "shop")
+    assert result.em == 0
+    assert "JOINs" in result.error

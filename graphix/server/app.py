@@ -239,20 +239,20 @@ def _finish(body: AskRequest, entry: DatabaseEntry, generated, config: ServerCon
 
 def _transpile(answer: dict, dialect: str) -> None:
     """Rewrite the SQL of `answer` for `dialect`, or keep SQLite and set `error` on failure."""
-    import sqlglot
-    from sqlglot.errors import SqlglotError
+    from graphix.api import transpile
+    from graphix.errors import SQLParseError
 
     try:
-        sql = sqlglot.transpile(answer["sql"], read="sqlite", write=dialect)[0]
-    except SqlglotError as error:
+        sql = transpile(answer["sql"], dialect)
+    except SQLParseError as error:
         reason = f"cannot rewrite the SQL for {dialect}, so it is shown as SQLite: {error}"
         answer["error"] = f"{answer['error']}; {reason}" if answer["error"] else reason
         return
     answer["sql"], answer["dialect"] = sql, dialect
     for beam in answer["beams"]:
         try:
-            beam["sql"] = sqlglot.transpile(beam["sql"], read="sqlite", write=dialect)[0]
-        except SqlglotError:
+            beam["sql"] = transpile(beam["sql"], dialect)
+        except SQLParseError:
             logger.debug("kept a beam in SQLite: it does not parse")
 
 
