@@ -427,7 +427,9 @@ class Trainer:
                     logger.info("step %d: dev EM %.3f EX %.3f", state.step, scores["dev_em"],
                                 scores["dev_ex"])
                     score = scores["dev_ex"] + 1e-3 * scores["dev_em"]
-                    if score > state.best_score:
+                    # On a tie the later checkpoint wins: it has seen more data. Early
+                    # from-scratch runs score 0 for many evaluations in a row.
+                    if score >= state.best_score:
                         state.best_score, state.best_step, is_best = score, state.step, True
                 if stop or paused or is_best or state.step % config.checkpoint_every == 0:
                     self.checkpoints.save(
