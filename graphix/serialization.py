@@ -353,11 +353,24 @@ def target_text(db_id: str, sql: str, schema: Schema | None = None) -> str:
 _PREFIX = re.compile(r"\s*[\w.\-]+\s*\|(?!\|)\s*(.*)", re.DOTALL)
 
 
+# An aggregate call with a flat argument, as the decoder spaces it: ``count ( * )``.
+_AGGREGATE_CALL = re.compile(r"\b(count|sum|avg|min|max) \( ([^()]*?) \)", re.IGNORECASE)
+
+
+def _tighten(text: str) -> str:
+    """Join split operators and write aggregate calls and commas as people do."""
+    text = _SPLIT_OPERATORS.sub(r"\1\2", text)
+    text = _AGGREGATE_CALL.sub(r"\1(\2)", text)
+    return text.replace(" , ", ", ")
+
+
 def postprocess_sql(decoded: str) -> str:
     """Turn decoded target text into runnable SQL: drop ``db_id |`` and repair spacing.
 
     >>> postprocess_sql("concert_singer | select t1 . name from singer as t1 where age > = 20")
     'select t1.name from singer as t1 where age >= 20'
+    >>> postprocess_sql("shop | select count ( * ) , max ( distinct price ) from item")
+    'select count(*), max(distinct price) from item'
     """
     match = _PREFIX.match(decoded)
     sql = match.group(1) if match else decoded
@@ -371,5 +384,5 @@ def postprocess_sql(decoded: str) -> str:
     joined = " ".join(out)
     # Operators a decoder split into two tokens, outside string literals.
     pieces = re.split(r"('(?:[^']|'')*')", joined)
-    pieces[::2] = [_SPLIT_OPERATORS.sub(r"\1\2", piece) for piece in pieces[::2]]
+    pieces[::2] = [_tighten(piece) for piece in pieces[::2]]
     return "".join(pieces).strip().rstrip(";").strip()

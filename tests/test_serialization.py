@@ -220,7 +220,7 @@ def test_target_text_prefix():
      "select a from t where b = 'x > = y' and c != 1 and d <> 2"),
     ("select a || b from t", "select a || b from t"),
     ("db | select name from t where name = 'unfinished", "select name from t where name = 'unfinished'"),
-    ("db | select count ( * ) from t ;", "select count ( * ) from t"),
+    ("db | select count ( * ) from t ;", "select count(*) from t"),
 ])
 def test_postprocess_sql_cases(decoded, expected):
     assert postprocess_sql(decoded) == expected
