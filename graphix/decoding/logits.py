@@ -12,8 +12,8 @@ characters per candidate: the state of a running sequence was stored when its la
 token was checked one step earlier.
 
 When all `top_k` candidates of a sequence are rejected, the processor goes on down
-the sequence's ranking, through at most `fallback_k` more tokens, and keeps the first
-token the checker accepts. A small model often ranks no valid token in its top few, most often in the
+the sequence's ranking, through at most `fallback_k` more tokens (the whole vocabulary
+inside the ``db_id |`` header), and keeps the first token the checker accepts. A small model often ranks no valid token in its top few, most often in the
 ``db_id |`` prefix of an unseen database, and without this fallback the whole query
 would be lost. A sequence with no valid token among those it checks is ended: only EOS stays,
 with score `dead_end_score`, so beam search ranks it below every valid hypothesis.
@@ -195,7 +195,11 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         state, ends_with_space = self._state(checker, prefix)
         if not state.ok or self.eos_token_id in prefix[1:]:
             return None
-        count = min(skip + self.fallback_k, row_scores.numel())
+        # In the ``db_id |`` header the one valid text is known, and a model that has not
+        # seen the database can rank its name's pieces anywhere, so the whole vocabulary
+        # is searched there. Header checks are string prefix tests and cost little.
+        limit = row_scores.numel() if state.header is not None else skip + self.fallback_k
+        count = min(limit, row_scores.numel())
         ranking = row_scores.topk(count).indices[skip:]
         finite = torch.isfinite(row_scores[ranking]).tolist()
         for token_id, is_finite in zip(ranking.tolist(), finite):
