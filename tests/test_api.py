@@ -152,3 +152,15 @@ def test_execution_guided_prefers_a_runnable_beam(tiny, monkeypatch):
     plain = tiny.ask("How many books?", DEMO_DB, num_beams=2)
     assert plain.sql == "select nonsense from book"
     assert plain.error is not None
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["ask", "--db", "x.sqlite", "q"], True),
+    (["ask", "--db", "x.sqlite", "q", "--no-constrained"], False),
+    (["predict", "--out", "p.sql"], False),
+    (["predict", "--out", "p.sql", "--constrained"], True),
+])
+def test_constrained_defaults_per_command(argv, expected):
+    from graphix.cli import build_parser
+
+    assert build_parser().parse_args(argv).constrained is expected

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 
 
-def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--constrained", action="store_true",
-                        help="reject, during beam search, continuations that can no longer "
-                             "become valid SQL for the schema")
+def add_decoding_arguments(parser: argparse.ArgumentParser, *, constrained: bool = False) -> None:
+    """Add --constrained / --no-constrained (default `constrained`) and --execution-guided."""
+    parser.add_argument("--constrained", action=argparse.BooleanOptionalAction,
+                        default=constrained,
+                        help="reject, during decoding, continuations that can no longer "
+                             "become valid SQL for the schema (default: "
+                             f"{'on' if constrained else 'off'})")
     parser.add_argument("--execution-guided", action="store_true",
                         help="return the best beam that names only schema items and runs "
                              "without error (use with --beams > 1)")
