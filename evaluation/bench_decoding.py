@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "evaluation"))
+
+from bench_ask import cpu_name  # noqa: E402
 
 MODES = {
     "greedy": {"num_beams": 1},
@@ -34,16 +36,6 @@ MODES = {
                                                 "execution_guided": True},
 }
 TIMEOUT_S = 5.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fails_to_execute(sql: str, database_file: Path) -> bool:

@@ -169,23 +169,25 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         state, ends_with_space = self._state(checker, prefix)
         if not state.ok:
             return None
-        accepted = []
-        for token_id, is_finite in zip(candidates, finite):
-            if not is_finite:
-                continue
-            if token_id == self.eos_token_id:
-                if checker.is_complete(state):
-                    accepted.append(token_id)
-                continue
-            text = self.texts[token_id]
-            if text is None or (ends_with_space and text[0] == " ") or "  " in text:
-                # Targets are normalized to single spaces; a second one only pads.
-                continue
-            extended = checker.feed(state, text)
-            if extended.ok:
-                accepted.append(token_id)
-                states[prefix + (token_id,)] = (extended, text[-1] == " ")
+        accepted = [token_id for token_id, is_finite in zip(candidates, finite)
+                    if is_finite and self._accepts(checker, state, ends_with_space, prefix,
+                                                   token_id, states)]
         return accepted or None
+
+    def _accepts(self, checker: PrefixChecker, state: CheckerState, ends_with_space: bool,
+                 prefix: tuple[int, ...], token_id: int, states: dict) -> bool:
+        """Check one next token; store the extended state in `states` when it is valid."""
+        if token_id == self.eos_token_id:
+            return checker.is_complete(state)
+        text = self.texts[token_id]
+        if text is None or (ends_with_space and text[0] == " ") or "  " in text:
+            # Targets are normalized to single spaces; a second one only pads.
+            return False
+        extended = checker.feed(state, text)
+        if not extended.ok:
+            return False
+        states[prefix + (token_id,)] = (extended, text[-1] == " ")
+        return True
 
     def _best_valid_token(self, checker: PrefixChecker, prefix: tuple[int, ...],
                           row_scores: torch.Tensor, skip: int, states: dict) -> list[int] | None:
@@ -205,16 +207,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         for token_id, is_finite in zip(ranking.tolist(), finite):
             if not is_finite:
                 break
-            if token_id == self.eos_token_id:
-                if checker.is_complete(state):
-                    return [token_id]
-                continue
-            text = self.texts[token_id]
-            if text is None or (ends_with_space and text[0] == " ") or "  " in text:
-                continue
-            extended = checker.feed(state, text)
-            if extended.ok:
-                states[prefix + (token_id,)] = (extended, text[-1] == " ")
+            if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
                 return [token_id]
         return None
 
