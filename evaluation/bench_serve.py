@@ -32,6 +32,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from tiny_model import build_tiny_model  # noqa: E402  (the random model the tests use)
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 BUNDLED_MODEL = REPO_ROOT / "graphix" / "resources" / "default_model"
@@ -56,33 +59,6 @@ def parse_args(argv=None):
     if args.requests < 1 or args.clients < 1:
         parser.error("--requests and --clients must be at least 1")
     return args
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """Write a random 2-layer Graphix-T5 and a tokenizer trained on the demo questions."""
-    import torch
-
-    from graphix.data import Example
-    from graphix.model import GraphixT5Config, GraphixT5ForConditionalGeneration
-    from graphix.preprocess import Preprocessor
-    from graphix.schema import Schema
-    from graphix.tokenizer import TokenizerTrainingConfig, train_tokenizer
-
-    schema = Schema.from_sqlite(DEMO_DIR / "bookshop.sqlite")
-    texts = []
-    for item in json.loads((DEMO_DIR / "questions.json").read_text()):
-        record = Preprocessor().process(Example(item["question"], "bookshop", item["query"]), schema)
-        texts += [record["input_text"], record["target"]]
-    tokenizer = train_tokenizer(texts, folder, TokenizerTrainingConfig(vocab_size=200))
-    torch.manual_seed(0)
-    config = GraphixT5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=8, num_layers=2,
-                             num_decoder_layers=2, num_heads=2, graph_num_heads=2,
-                             graph_head_dim=8, pad_token_id=0, eos_token_id=1,
-                             decoder_start_token_id=0)
-    GraphixT5ForConditionalGeneration(config).save_pretrained(folder)
-    (folder / "training.json").write_text(json.dumps(
-        {"config": {"max_input_tokens": 256, "max_target_tokens": 24}}))
-    return folder
 
 
 def free_port() -> int:
