@@ -10,7 +10,7 @@ the modes, so that background load and warm caches hit all modes alike.
 
 Time per question covers preprocessing, generation and (for the execution-guided mode)
 running the beams, as in `graphix predict`. A prediction fails to execute when it is
-empty or when SQLite raises an error or times out (5 s) on it; examples whose database
+empty, or when SQLite raises an error or times out (5 s) on it. Examples whose database
 file is missing are left out of that count and of EX.
 """
 

@@ -7,10 +7,10 @@
 #   CONFIG=configs/ablation_no_graph.json scripts/train_spider.sh
 #   SEGMENT_STEPS=0 LAUNCHER="accelerate launch -m" scripts/train_spider.sh   # several GPUs
 #
-# On CPU one long process slows down as its allocator and kernel caches grow, so the run
-# goes in segments of SEGMENT_STEPS steps (default 400, the evaluation interval), each a
-# fresh process that resumes exactly from the previous checkpoint. SEGMENT_STEPS=0 runs
-# in one process.
+# The run goes in segments of SEGMENT_STEPS steps (default 400, the evaluation interval),
+# each a fresh process that resumes exactly from the previous checkpoint, so memory
+# that one long CPU process accumulates is returned between segments. SEGMENT_STEPS=0
+# runs in one process.
 #
 # GRAPHIX_SPIDER_DIR must point at the Spider folder (tables.json, train_spider.json, ...).
 set -euo pipefail

@@ -121,7 +121,8 @@ def test_processor_falls_back_to_best_valid_token(tokenizer):
     # the best valid token, so it alone is kept with its own score.
     assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [space]
     assert masked[0, space] == scores[0, space]
-    assert processor.fallbacks == 1 and not processor.dead_ends
+    assert processor.fallbacks == 1
+    assert not processor.dead_ends
 
     # Without the fallback, or when the valid token ranks past it, the sequence ends.
     for fallback_k in (0, 1):
@@ -129,7 +130,8 @@ def test_processor_falls_back_to_best_valid_token(tokenizer):
                                                   fallback_k=fallback_k)
         masked = strict(torch.tensor([prefix]), scores)
         assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [tokenizer.eos_token_id]
-        assert strict.dead_ends == {tuple(prefix)} and strict.fallbacks == 0
+        assert strict.dead_ends == {tuple(prefix)}
+        assert strict.fallbacks == 0
 
 
 def test_processor_ends_dead_sequence(tokenizer):

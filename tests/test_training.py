@@ -109,7 +109,8 @@ def test_segments_continue_where_the_last_one_stopped(spider, tmp_path):
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
     # The learning rate follows one schedule across both processes.
     lrs = [r["lr"] for r in records if "loss" in r]
-    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0.0
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] == 0.0
 
 
 def test_resume_without_checkpoint_is_clear_error(tmp_path):

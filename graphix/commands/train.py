@@ -22,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the stored configuration is used, overrides still apply")
     parser.add_argument("--segment-steps", type=int, metavar="N",
                         help="exit with status 75 after N steps of this process, checkpoint "
-                             "written; rerun with --resume to continue (a fresh process keeps "
-                             "long CPU runs at full speed)")
+                             "written; rerun with --resume to continue")
     parser.add_argument("--output-dir", help="run folder (same as output_dir=...)")
     parser.add_argument("--spider-dir", help="Spider folder (same as spider_dir=...; default "
                                              "$GRAPHIX_SPIDER_DIR)")

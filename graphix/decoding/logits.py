@@ -136,10 +136,8 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         for row in range(rows):
             prefix = tuple(prefixes[row])
             checker = self.checkers[row // per_example]
-            accepted = self._accepted_tokens(checker, prefix, top_ids[row], finite[row], states)
-            if accepted is None:
-                accepted = self._best_valid_token(checker, prefix, scores[row], k, states)
-                self.fallbacks += accepted is not None
+            accepted = self._accepted_tokens(checker, prefix, top_ids[row], finite[row],
+                                             scores[row], states)
             if accepted is None:
                 forced.append(row)
                 self.dead_ends.add(prefix)
@@ -159,9 +157,13 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         return masked
 
     def _accepted_tokens(self, checker: PrefixChecker, prefix: tuple[int, ...],
-                         candidates: list[int], finite: list[bool],
+                         candidates: list[int], finite: list[bool], row_scores: torch.Tensor,
                          states: dict) -> list[int] | None:
-        """Return the accepted candidate ids of one sequence, or None when none is left."""
+        """Return the accepted next-token ids of one sequence, or None when none is valid.
+
+        These are the valid ids among `candidates` (the top k), else the best valid id
+        further down `row_scores`.
+        """
         body = prefix[1:]
         if self.eos_token_id in body:
             # A finished sequence in greedy search is padded until the batch is done.
@@ -172,7 +174,14 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         accepted = [token_id for token_id, is_finite in zip(candidates, finite)
                     if is_finite and self._accepts(checker, state, ends_with_space, prefix,
                                                    token_id, states)]
-        return accepted or None
+        if accepted:
+            return accepted
+        best = self._best_valid_token(checker, state, ends_with_space, prefix, row_scores,
+                                      len(candidates), states)
+        if best is None:
+            return None
+        self.fallbacks += 1
+        return [best]
 
     def _accepts(self, checker: PrefixChecker, state: CheckerState, ends_with_space: bool,
                  prefix: tuple[int, ...], token_id: int, states: dict) -> bool:
@@ -189,13 +198,11 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         states[prefix + (token_id,)] = (extended, text[-1] == " ")
         return True
 
-    def _best_valid_token(self, checker: PrefixChecker, prefix: tuple[int, ...],
-                          row_scores: torch.Tensor, skip: int, states: dict) -> list[int] | None:
+    def _best_valid_token(self, checker: PrefixChecker, state: CheckerState,
+                          ends_with_space: bool, prefix: tuple[int, ...],
+                          row_scores: torch.Tensor, skip: int, states: dict) -> int | None:
         """Return the best valid token ranked from `skip` to `skip + fallback_k`, or None."""
         if not self.fallback_k:
-            return None
-        state, ends_with_space = self._state(checker, prefix)
-        if not state.ok or self.eos_token_id in prefix[1:]:
             return None
         # In the ``db_id |`` header the one valid text is known, and a model that has not
         # seen the database can rank its name's pieces anywhere, so the whole vocabulary
@@ -208,7 +215,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             if not is_finite:
                 break
             if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
-                return [token_id]
+                return token_id
         return None
 
     def _state(self, checker: PrefixChecker, prefix: tuple[int, ...]) -> tuple[CheckerState, bool]:
