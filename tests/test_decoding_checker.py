@@ -125,6 +125,12 @@ VALID = [
     "select 1",
     "select t1.name from singer as t1 join concert as t2 on t1.singer_id = t3.singer_id "
     "join singer_in_concert as t3 on t2.concert_id = t3.concert_id",
+    "select name from singer where ( age = 3 ) = ( country = 'France' )",
+    "select name from singer where age + 1 = 3 * 2 or age - 1 < 5 and country != 'x'",
+    "select max ( age , 3 ) , min ( singer_id , age , 1 ) from singer",
+    "select name from singer where age > ( select max ( age ) from singer where age < 40 )",
+    "select name , age from singer union select * from stadium",
+    "select name as singer_name_1234 from singer as the_singer_1234",
 ]
 
 

@@ -82,6 +82,30 @@ def test_falls_back_to_top_beam(database, schema):
     assert all(not verdict.accepted for verdict in choice.verdicts)
 
 
+def test_cuts_a_beam_to_its_longest_runnable_prefix(database, schema):
+    beams = ["music | select nme from singer",
+             "music | select name from singer where age > 30 order by age , age , ag",
+             "music | select count ( * ) from singer where"]
+    choice = choose_executable(beams, schema, database)
+    assert choice.cut and not choice.fallback
+    assert choice.index == 1
+    assert choice.sql == "select name from singer where age > 30 order by age , age"
+    assert [verdict.accepted for verdict in choice.verdicts] == [False, False, False]
+
+    # A prefix that fails in SQLite (ORDER BY a column number out of range) is skipped.
+    beams = ["music | select name from singer order by 3 ,"]
+    choice = choose_executable(beams, schema, database)
+    assert choice.cut and choice.sql == "select name from singer"
+    assert choose_executable(beams, schema, database, max_prefixes=1).fallback
+
+
+def test_prefix_search_can_be_turned_off(database, schema):
+    beams = ["music | select name from singer where age > 30 and"]
+    choice = choose_executable(beams, schema, database, max_prefixes=0)
+    assert choice.fallback and not choice.cut
+    assert choice.sql == "select name from singer where age > 30 and"
+
+
 def test_accepts_bare_sql_and_implicit_aliases(database, schema):
     choice = choose_executable(["select s.name from singer s where s.age = 21"], schema, database)
     assert choice.index == 0

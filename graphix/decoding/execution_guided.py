@@ -4,7 +4,14 @@ Beam search returns several finished hypotheses ordered by score. Many top hypot
 of a small model fail in ways a database reveals at once: they do not parse, name a
 column that does not exist, or run into an error or the time limit. `choose_executable`
 walks the beams best-first and returns the first one that passes every check, with the
-reason each earlier beam was rejected. When none passes, it falls back to the top beam.
+reason each earlier beam was rejected.
+
+When no whole beam passes, the search goes on over the beams' prefixes: a beam cut off by
+the length limit, or one that runs into an error late, often starts with a complete query
+(``select name from singer where age > 30`` before a broken ``and ...``). For each beam,
+best first, the longest prefixes that end between words and form a complete, valid
+query are run, longest first (at most `max_prefixes` per beam); the first that runs wins.
+Only when that fails too does the choice fall back to the top beam.
 """
 
 from __future__ import annotations
@@ -40,8 +47,10 @@ class ExecutionChoice:
     index: int
     sql: str
     fallback: bool
-    """True when no beam passed and the top beam was returned anyway."""
+    """True when neither a beam nor a prefix of one passed, and the top beam was returned."""
     verdicts: list[BeamVerdict] = field(default_factory=list)
+    cut: bool = False
+    """True when `sql` is a prefix of beam `index`, because no whole beam passed."""
 
 
 def strip_db_id(text: str, db_id: str) -> str:
@@ -54,15 +63,16 @@ def strip_db_id(text: str, db_id: str) -> str:
 
 def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
                       database: ReadOnlyDatabase, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                      max_rows: int = DEFAULT_MAX_ROWS,
-                      require_rows: bool = False) -> ExecutionChoice:
+                      max_rows: int = DEFAULT_MAX_ROWS, require_rows: bool = False,
+                      max_prefixes: int = 2) -> ExecutionChoice:
     """Return the first of `beams` (best first) that is valid for the schema and runs.
 
     Each beam is ``db_id | sql`` or bare SQL. A beam passes when the checker accepts it
     as a complete query, it runs on `database` without error within `timeout_s` seconds,
     and, with `require_rows`, returns at least one row. Fetching stops after `max_rows`
     rows, so the rest of a long result is neither computed nor timed. Beams after the
-    chosen one are not run.
+    chosen one are not run. When no beam passes, up to `max_prefixes` complete prefixes of
+    each beam are tried (0 turns this off).
     """
     if not beams:
         raise InputError("no beams to choose from; generate at least one sequence")
@@ -84,10 +94,38 @@ def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
         if reason is None:
             chosen = index
 
-    if chosen is None:
-        logger.debug("no beam of %d runs on %s; returning the top beam", len(beams), db_id)
-        return ExecutionChoice(0, verdicts[0].sql, True, verdicts)
-    return ExecutionChoice(chosen, verdicts[chosen].sql, False, verdicts)
+    if chosen is not None:
+        return ExecutionChoice(chosen, verdicts[chosen].sql, False, verdicts)
+    for verdict in verdicts if max_prefixes else ():
+        for prefix in complete_prefixes(checker, verdict.sql)[:max_prefixes]:
+            if _rejection(checker, database, prefix, timeout_s, max_rows, require_rows) is None:
+                logger.debug("no whole beam runs on %s; cut beam %d to a prefix", db_id,
+                             verdict.index)
+                return ExecutionChoice(verdict.index, prefix, False, verdicts, cut=True)
+    logger.debug("no beam of %d runs on %s; returning the top beam", len(beams), db_id)
+    return ExecutionChoice(0, verdicts[0].sql, True, verdicts)
+
+
+def complete_prefixes(checker: PrefixChecker, sql: str) -> list[str]:
+    """Return the proper prefixes of `sql` that end between words and form a complete
+    query for `checker`'s schema, longest first.
+
+    >>> from graphix.schema import Column, Schema, Table
+    >>> singer = Table("singer", "singer", (Column("age", "age", "number", "singer"),))
+    >>> checker = PrefixChecker(Schema("music", (singer,)), with_db_id=False)
+    >>> complete_prefixes(checker, "select age from singer order by age desc limit")
+    ['select age from singer order by age desc', 'select age from singer order by age', 'select age from singer']
+    """
+    words = sql.split(" ")
+    found = []
+    state = checker.initial()
+    for count, word in enumerate(words[:-1], start=1):
+        state = checker.feed(state, word if count == 1 else " " + word)
+        if not state.ok:
+            break
+        if checker.is_complete(state):
+            found.append(" ".join(words[:count]))
+    return found[::-1]
 
 
 def _rejection(checker: PrefixChecker, database: ReadOnlyDatabase, sql: str,

@@ -12,10 +12,15 @@ characters per candidate: the state of a running sequence was stored when its la
 token was checked one step earlier.
 
 When all `top_k` candidates of a sequence are rejected, the processor goes on down
-the sequence's ranking, through at most `fallback_k` more tokens (the whole vocabulary
-inside the ``db_id |`` header), and keeps the first token the checker accepts. A small model often ranks no valid token in its top few, most often in the
-``db_id |`` prefix of an unseen database, and without this fallback the whole query
-would be lost. A sequence with no valid token among those it checks is ended: only EOS stays,
+the sequence's ranking, through at most `fallback_k` more tokens, and keeps the first
+token the checker accepts. Inside the ``db_id |`` header and inside a name that is
+not yet a whole word it searches the whole vocabulary, because the few pieces that can finish the
+name may rank anywhere. A small model often ranks no valid token in its top few, most
+often in the header of an unseen database, and without this fallback the whole query
+would be lost.
+
+A `RepetitionGuard` also bans tokens that would extend a loop (the same span over and
+over), which a weak model otherwise writes until the length limit cuts the query off. A sequence with no valid token among those it checks is ended: only EOS stays,
 with score `dead_end_score`, so beam search ranks it below every valid hypothesis.
 Such sequences are recorded in `dead_ends`.
 """
@@ -30,7 +35,9 @@ from collections.abc import Sequence
 import torch
 from transformers import LogitsProcessor
 
+from graphix.decoding import sql_lexer
 from graphix.decoding.prefix_checker import CheckerState, PrefixChecker
+from graphix.decoding.repetition import RepetitionGuard
 from graphix.errors import InputError
 from graphix.schema import Schema
 
@@ -38,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SENTENCEPIECE_SPACE = "\u2581"
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+DEFAULT_REPETITION_GUARD = RepetitionGuard()
 
 
 def piece_texts(tokenizer) -> list[str | None]:
@@ -75,13 +83,17 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         top_k: how many of the best next tokens to check per sequence (default 8).
         fallback_k: how many further tokens, in score order, to check for a sequence
             whose `top_k` candidates are all rejected (default 256; 0 turns this off).
+            Inside the header or a partly written name the whole vocabulary is checked.
+        repetition: the loop guard (default: `RepetitionGuard()` with its defaults);
+            None turns it off.
         with_db_id: whether targets start with ``db_id |`` (default True).
         dead_end_score: the EOS score given to a sequence with no accepted candidate
             (default -1e4).
     """
 
     def __init__(self, tokenizer, schemas: Sequence[Schema | PrefixChecker], *, top_k: int = 8,
-                 fallback_k: int = 256, with_db_id: bool = True, dead_end_score: float = -1e4):
+                 fallback_k: int = 256, with_db_id: bool = True, dead_end_score: float = -1e4,
+                 repetition: RepetitionGuard | None = DEFAULT_REPETITION_GUARD):
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
         if fallback_k < 0:
@@ -97,6 +109,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         self.top_k = top_k
         self.fallback_k = fallback_k
         self.dead_end_score = dead_end_score
+        self.repetition = repetition
         self.eos_token_id = tokenizer.eos_token_id
         self.pad_token_id = tokenizer.pad_token_id
         self.texts = piece_texts(tokenizer)
@@ -111,6 +124,8 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Seconds spent in this processor, summed over calls."""
         self.fallbacks = 0
         """Sequence steps where no top-k candidate was valid but a lower-ranked token was."""
+        self.repetition_bans = 0
+        """Candidate tokens rejected by the repetition guard."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, vocabulary = scores.shape
@@ -171,13 +186,20 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         state, ends_with_space = self._state(checker, prefix)
         if not state.ok:
             return None
-        accepted = [token_id for token_id, is_finite in zip(candidates, finite)
-                    if is_finite and self._accepts(checker, state, ends_with_space, prefix,
-                                                   token_id, states)]
+        banned = self.repetition.banned(body) if self.repetition is not None else set()
+        accepted = []
+        for token_id, is_finite in zip(candidates, finite):
+            if not is_finite:
+                continue
+            if token_id in banned:
+                self.repetition_bans += 1
+                continue
+            if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
+                accepted.append(token_id)
         if accepted:
             return accepted
         best = self._best_valid_token(checker, state, ends_with_space, prefix, row_scores,
-                                      len(candidates), states)
+                                      len(candidates), states, banned)
         if best is None:
             return None
         self.fallbacks += 1
@@ -200,20 +222,26 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
 
     def _best_valid_token(self, checker: PrefixChecker, state: CheckerState,
                           ends_with_space: bool, prefix: tuple[int, ...],
-                          row_scores: torch.Tensor, skip: int, states: dict) -> int | None:
+                          row_scores: torch.Tensor, skip: int, states: dict,
+                          banned: set[int]) -> int | None:
         """Return the best valid token ranked from `skip` to `skip + fallback_k`, or None."""
         if not self.fallback_k:
             return None
-        # In the ``db_id |`` header the one valid text is known, and a model that has not
-        # seen the database can rank its name's pieces anywhere, so the whole vocabulary
-        # is searched there. Header checks are string prefix tests and cost little.
-        limit = row_scores.numel() if state.header is not None else skip + self.fallback_k
+        # Inside the ``db_id |`` header or a name that is not yet a whole word (``c`` of
+        # ``concert``), few pieces can finish the name, and a model that has not seen the
+        # database can rank them anywhere, so the whole vocabulary is searched there.
+        # Such checks are prefix tests of one word.
+        in_name = state.header is not None or (
+            state.lexer.mode == sql_lexer.IN_WORD and not checker.feed(state, " ").ok)
+        limit = row_scores.numel() if in_name else skip + self.fallback_k
         count = min(limit, row_scores.numel())
         ranking = row_scores.topk(count).indices[skip:]
         finite = torch.isfinite(row_scores[ranking]).tolist()
         for token_id, is_finite in zip(ranking.tolist(), finite):
             if not is_finite:
                 break
+            if token_id in banned:
+                continue
             if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
                 return token_id
         return None

@@ -27,6 +27,12 @@ columns come before FROM, so their references are kept as pending and checked wh
 the FROM clause ends. SQLite also lets an ``on`` condition name a table joined later,
 so unresolved names in ``on`` wait for the end of FROM too. A table alias hides the
 table's own name as a qualifier.
+
+Some queries SQLite accepts are rejected because they are never meant and are how a
+lost model loops: a comparison chained onto a comparison (``a = b = c``), an aggregate
+call inside another aggregate's arguments or in WHERE, ON or GROUP BY, compound
+cores with different numbers of result columns, and a new name (table or column
+alias, or a qualifier not yet bound) longer than `max_new_name_length` characters.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class RejectReason(str, enum.Enum):
     UNKNOWN_QUALIFIER = "unknown_qualifier"
     AMBIGUOUS_COLUMN = "ambiguous_column"
     UNKNOWN_FUNCTION = "unknown_function"
+    MISPLACED_AGGREGATE = "misplaced_aggregate"
+    COLUMN_COUNT = "column_count"
 
 
 class Rejection(Exception):
@@ -89,6 +97,9 @@ LITERAL_WORDS = frozenset({"null", "true", "false", "current_date", "current_tim
                            "current_timestamp"})
 COMPARISON_AND_ARITHMETIC = frozenset({"=", "==", "!=", "<>", "<", ">", "<=", ">=", "+", "-",
                                        "*", "/", "%", "||", "<<", ">>"})
+COMPARISONS = frozenset({"=", "==", "!=", "<>", "<", ">", "<=", ">="})
+DEFAULT_MAX_NEW_NAME_LENGTH = 16
+"""Spider's gold queries name nothing outside their schema but aliases ``t1`` to ``t9``."""
 SET_OPERATORS = frozenset({"union", "intersect", "except"})
 
 
@@ -195,6 +206,8 @@ class ExprFrame(NamedTuple):
     operands: int = 0
     simple: object = None
     """The column name (or ``("*", qualifier)``) when the expression is just that."""
+    compared: bool = False
+    """Whether the current operand of ``and``/``or`` already holds a comparison."""
 
 
 class ArgsFrame(NamedTuple):
@@ -232,10 +245,13 @@ def _token_text(token: Token) -> str:
 class Grammar:
     """Feeds tokens to parse states of SQL queries over one schema."""
 
-    def __init__(self, schema: Schema | SchemaIndex, *, implicit_aliases: bool = False):
+    def __init__(self, schema: Schema | SchemaIndex, *, implicit_aliases: bool = False,
+                 max_new_name_length: int | None = DEFAULT_MAX_NEW_NAME_LENGTH):
         self.index = schema if isinstance(schema, SchemaIndex) else SchemaIndex(schema)
         self.implicit_aliases = implicit_aliases
         """Whether a table alias may follow its table without ``as`` (``from singer s``)."""
+        self.max_new_name_length = max_new_name_length
+        """Longest alias or unbound qualifier accepted; None for no limit."""
         self._handlers = {
             SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
             ParenFrame: self._paren, ListFrame: self._list,
@@ -308,7 +324,7 @@ class Grammar:
 
         if state == S_ALIAS:
             if (kind == WORD and word not in RESERVED) or kind == STRING:
-                alias = text.lower()
+                alias = self._new_name(text.lower())
                 scope = frame.scope
                 scope = scope._replace(aliases=scope.aliases | {alias},
                                 outputs=scope.outputs[:-1] + (alias,))
@@ -317,7 +333,9 @@ class Grammar:
 
         if state == S_ALIAS_END:
             if token == (SYMBOL, ","):
+                self._check_column_count(frame, more=True)
                 return self._set_top(stack, frame._replace(state=S_ITEM)), True
+            self._check_column_count(frame, more=False)
             return self._set_top(stack, frame._replace(state=S_AFTER_ITEMS)), False
 
         if state == S_AFTER_ITEMS:
@@ -345,12 +363,14 @@ class Grammar:
             if word == "as":
                 return self._set_top(stack, frame._replace(state=S_SOURCE_ALIAS_NAME)), True
             if kind == WORD and word not in RESERVED and self.implicit_aliases:
-                return self._set_top(stack, self._rename_last_source(frame, word)), True
+                frame = self._rename_last_source(frame, self._bind_alias(frame, word))
+                return self._set_top(stack, frame), True
             return self._set_top(stack, frame._replace(state=S_JOIN)), False
 
         if state == S_SOURCE_ALIAS_NAME:
             if kind == WORD and word not in RESERVED:
-                return self._set_top(stack, self._rename_last_source(frame, word)), True
+                frame = self._rename_last_source(frame, self._bind_alias(frame, word))
+                return self._set_top(stack, frame), True
             raise self._unexpected(token, "a table alias")
 
         if state == S_JOIN:
@@ -482,6 +502,45 @@ class Grammar:
             raise Rejection(RejectReason.UNBALANCED, "the query ends inside '('")
         raise self._unexpected(token, "a clause keyword or the end of the query")
 
+    def _new_name(self, name: str) -> str:
+        """Return `name` for a new alias or qualifier; reject it when it is too long."""
+        limit = self.max_new_name_length
+        if limit is not None and len(name) > limit and name not in self.index.words:
+            raise Rejection(RejectReason.SYNTAX,
+                            f"new name {name[:20]!r}... is longer than {limit} characters")
+        return name
+
+    def _bind_alias(self, frame: SelectFrame, alias: str) -> str:
+        """Check a new table alias and the references already made through it.
+
+        Result columns come before FROM, so ``select t1.name from stadium as t1`` names
+        ``t1.name`` before ``t1`` exists; once the alias is bound to a table, those
+        references are checked against its columns.
+        """
+        alias = self._new_name(alias)
+        columns = frame.scope.sources[-1].columns
+        if columns is None:
+            return alias
+        for qualifier, column in frame.scope.pending:
+            if qualifier == alias and column != "*" and column not in columns:
+                raise Rejection(RejectReason.UNKNOWN_COLUMN,
+                                f"{alias!r} has no column {column!r}")
+        return alias
+
+    @staticmethod
+    def _check_column_count(frame: SelectFrame, more: bool) -> None:
+        """Reject a compound core whose result columns outnumber, or end short of, the first's."""
+        if not frame.compound or frame.first_outputs is None:
+            return
+        outputs, first = frame.scope.outputs, frame.first_outputs
+        if any(isinstance(output, tuple) for output in outputs + first):
+            return  # a star stands for an unknown number of columns
+        if len(outputs) > len(first) or (len(outputs) == len(first) and more) or (
+                not more and len(outputs) < len(first)):
+            raise Rejection(RejectReason.COLUMN_COUNT,
+                            f"the cores of a compound query need {len(first)} result columns "
+                            f"each")
+
     @staticmethod
     def _rename_last_source(frame: SelectFrame, alias: str) -> SelectFrame:
         sources = frame.scope.sources
@@ -578,11 +637,14 @@ class Grammar:
         """Reject a reference no FROM clause could provide.
 
         An unqualified name must be a column of some table. A name qualified by an alias
-        yet to come may also be a result column of a subquery in FROM, so any name passes.
+        yet to come may also be a result column of a subquery in FROM, so any name no
+        longer than a new name may be, passes.
         NOTE: an unqualified result column of such a subquery (``select n from (select
         count(*) as n ...)``) is rejected unless some table has a column of that name.
         """
         if qualifier is not None and qualifier not in self.index.table_columns:
+            self._new_name(qualifier)
+            self._new_name(column)
             return
         columns = self.index.all_columns
         if column not in columns:
@@ -636,6 +698,8 @@ class Grammar:
             if token == (SYMBOL, "("):
                 if name not in FUNCTIONS:
                     raise Rejection(RejectReason.UNKNOWN_FUNCTION, f"no function {name!r}")
+                if FUNCTIONS[name][2]:
+                    self._check_aggregate_place(stack, name)
                 stack = self._set_top(stack, self._after(frame, None))
                 return stack + (ArgsFrame(name),), True
             if token == (SYMBOL, "."):
@@ -658,7 +722,7 @@ class Grammar:
 
         if state == E_NOT:
             if kind == WORD and text == "null":
-                return self._set_top(stack, frame._replace(state=E_AFTER)), True
+                return self._set_top(stack, self._compare(frame, text)._replace(state=E_AFTER)), True
             if kind == WORD and text in ("in", "like", "glob", "between"):
                 return self._set_top(stack, frame._replace(state=E_AFTER)), False
             raise self._unexpected(token, "'in', 'like', 'between' or 'null' after 'not'")
@@ -706,34 +770,74 @@ class Grammar:
                     raise Rejection(RejectReason.UNKNOWN_QUALIFIER,
                                     f"table {text!r} is not in FROM")
                 raise self._missing(stack, None, text)
+            self._new_name(text)
             return self._set_top(stack, frame._replace(state=E_NAME, name=text)), True
         raise self._unexpected(token, "a value, column or '('")
 
     def _after_operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
         kind, text = token
         if kind == SYMBOL and text in COMPARISON_AND_ARITHMETIC:
+            if text in COMPARISONS:
+                frame = self._compare(frame, text)
             return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
         if kind == WORD:
             if text == "and" and frame.open_betweens:
                 frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens - 1)
                 return self._set_top(stack, frame), True
-            if text in ("and", "or", "like", "glob"):
+            if text in ("and", "or"):
+                frame = frame._replace(state=E_OPERAND, simple=None, compared=False)
+                return self._set_top(stack, frame), True
+            if text in ("like", "glob"):
+                frame = self._compare(frame, text)
                 return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
             if text == "between":
+                frame = self._compare(frame, text)
                 frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens + 1,
                                 simple=None)
                 return self._set_top(stack, frame), True
             if text == "not":
+                # ``not`` here starts ``not in``, ``not like`` or ``not between``, which
+                # check the chain themselves once their keyword comes.
                 return self._set_top(stack, frame._replace(state=E_NOT, simple=None)), True
             if text == "in":
+                frame = self._compare(frame, text)
                 return self._set_top(stack, frame._replace(state=E_IN, simple=None)), True
             if text == "is":
+                frame = self._compare(frame, text)
                 return self._set_top(stack, frame._replace(state=E_IS, simple=None)), True
             if text in ("isnull", "notnull"):
                 return self._set_top(stack, frame._replace(simple=None)), True
         if frame.open_betweens:
             raise self._unexpected(token, "'and' of 'between'")
         return self._pop(stack, frame), False
+
+    @staticmethod
+    def _compare(frame: ExprFrame, operator: str) -> ExprFrame:
+        """Mark a comparison; reject one chained onto another (``a = b = c``)."""
+        if frame.compared:
+            raise Rejection(RejectReason.SYNTAX,
+                            f"{operator!r} compares the result of a comparison; join "
+                            "comparisons with 'and' or 'or'")
+        return frame._replace(compared=True)
+
+    @staticmethod
+    def _check_aggregate_place(stack: Stack, function: str) -> None:
+        """Reject an aggregate call where SQLite refuses one: inside another aggregate's
+        arguments, or in WHERE, ON or GROUP BY of its own query.
+
+        NOTE: an aggregate inside a many-argument ``min``/``max`` (a scalar function
+        there) is valid SQLite but rejected too.
+        """
+        for frame in reversed(stack):
+            if isinstance(frame, ArgsFrame) and FUNCTIONS[frame.function][2]:
+                raise Rejection(RejectReason.MISPLACED_AGGREGATE,
+                                f"aggregate {function}() inside {frame.function}()")
+            if isinstance(frame, SelectFrame):
+                if frame.state in (S_AFTER_WHERE, S_JOIN, S_GROUP_ITEM_END):
+                    raise Rejection(RejectReason.MISPLACED_AGGREGATE,
+                                    f"aggregate {function}() in WHERE, ON or GROUP BY; "
+                                    "use HAVING")
+                return
 
     def _check_star_qualifier(self, stack: Stack, qualifier: str) -> Stack:
         """Check ``qualifier.*`` now or, before the FROM clause, when it closes."""
