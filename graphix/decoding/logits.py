@@ -27,6 +27,7 @@ Such sequences are recorded in `dead_ends`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -72,6 +73,28 @@ def piece_texts(tokenizer) -> list[str | None]:
     return texts
 
 
+class _TrieNode:
+    __slots__ = ("children", "token_ids")
+
+    def __init__(self):
+        self.children: dict[str, _TrieNode] = {}
+        self.token_ids: list[int] = []
+
+
+@functools.lru_cache(maxsize=4)
+def piece_trie(texts: tuple[str | None, ...]) -> _TrieNode:
+    """Return a character trie of the piece texts; each node lists the ids whose text ends there."""
+    root = _TrieNode()
+    for token_id, text in enumerate(texts):
+        if not text:
+            continue
+        node = root
+        for char in text:
+            node = node.children.setdefault(char, _TrieNode())
+        node.token_ids.append(token_id)
+    return root
+
+
 class SchemaConstrainedLogitsProcessor(LogitsProcessor):
     """Masks next tokens that would make the decoded ``db_id | sql`` text invalid.
 
@@ -113,6 +136,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         self.eos_token_id = tokenizer.eos_token_id
         self.pad_token_id = tokenizer.pad_token_id
         self.texts = piece_texts(tokenizer)
+        self._trie = piece_trie(tuple(self.texts))
         self.dead_ends: set[tuple[int, ...]] = set()
         """Token-id prefixes (with the decoder start token) that were ended by force."""
         self._states: dict[tuple[int, ...], tuple[CheckerState, bool]] = {}
@@ -233,8 +257,10 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         # Such checks are prefix tests of one word.
         in_name = state.header is not None or (
             state.lexer.mode == sql_lexer.IN_WORD and not checker.feed(state, " ").ok)
-        limit = row_scores.numel() if in_name else skip + self.fallback_k
-        count = min(limit, row_scores.numel())
+        if in_name:
+            return self._best_name_piece(checker, state, ends_with_space, prefix, row_scores,
+                                         states, banned)
+        count = min(skip + self.fallback_k, row_scores.numel())
         ranking = row_scores.topk(count).indices[skip:]
         finite = torch.isfinite(row_scores[ranking]).tolist()
         for token_id, is_finite in zip(ranking.tolist(), finite):
@@ -245,6 +271,36 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
                 return token_id
         return None
+
+    def _best_name_piece(self, checker: PrefixChecker, state: CheckerState,
+                         ends_with_space: bool, prefix: tuple[int, ...],
+                         row_scores: torch.Tensor, states: dict,
+                         banned: set[int]) -> int | None:
+        """Return the best-scoring valid token of the whole vocabulary, found through the
+        piece trie: a path is followed one character at a time while the checker accepts
+        it, so the pieces that cannot continue the name are ruled out by their first
+        character, together."""
+        scores = row_scores.tolist()
+        best_id, best_score, best_state = None, float("-inf"), None
+        pending = [(self._trie, state, ends_with_space)]
+        while pending:
+            node, node_state, after_space = pending.pop()
+            for char, child in node.children.items():
+                if char == " " and after_space:
+                    continue  # targets never hold two spaces in a row
+                child_state = checker.feed(node_state, char)
+                if not child_state.ok:
+                    continue
+                for token_id in child.token_ids:
+                    score = scores[token_id]
+                    if score > best_score and token_id not in banned:
+                        best_id, best_score, best_state = token_id, score, child_state
+                if child.children:
+                    pending.append((child, child_state, char == " "))
+        if best_id is None or best_score == float("-inf"):
+            return None
+        states[prefix + (best_id,)] = (best_state, self.texts[best_id][-1] == " ")
+        return best_id
 
     def _state(self, checker: PrefixChecker, prefix: tuple[int, ...]) -> tuple[CheckerState, bool]:
         """Return the checker state after `prefix` and whether its text ends with a space."""
