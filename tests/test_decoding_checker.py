@@ -104,7 +104,8 @@ VALID = [
     "select country from singer union all select location from stadium order by country",
     "select name from singer except select name from stadium",
     "select avg ( age ) , min ( age ) , max ( age ) from singer where is_male = 'T'",
-    "select t.n from ( select country , count ( * ) as n from singer group by country ) as t",
+    "select t.country from ( select country , count ( * ) as n from singer group by country ) "
+    "as t where t.n > 1",
     "select * from ( select name from singer ) where name = 'x'",
     "select count ( distinct country ) from singer",
     "select name from singer as s where exists ( select 1 from singer_in_concert as c "
@@ -130,7 +131,7 @@ VALID = [
     "select max ( age , 3 ) , min ( singer_id , age , 1 ) from singer",
     "select name from singer where age > ( select max ( age ) from singer where age < 40 )",
     "select name , age from singer union select * from stadium",
-    "select name as singer_name_1234 from singer as the_singer_1234",
+    "select name as sname_12 from singer as singer_1",
 ]
 
 

@@ -65,6 +65,7 @@ class PrefixChecker:
         self.db_id = schema.db_id.lower()
         self.with_db_id = with_db_id
         self._word_outcomes: dict[tuple[str, int], tuple[tuple, Rejection | None]] = {}
+        self._word_accepted: dict[tuple[str, int], tuple[tuple, bool]] = {}
         self._initial = CheckerState("" if with_db_id else None, _EMPTY_LEXER,
                                      self.grammar.initial())
 
@@ -206,11 +207,26 @@ class PrefixChecker:
                                   if name.startswith(prefix) and name != prefix)
         # A word no keyword or schema name starts with may still be a new alias.
         candidates.append(prefix + "_")
-        try:
-            self._first_accepted(stack, [(WORD, word) for word in candidates])
-        except Rejection:
+        if not any(self._accepts_word(stack, word) for word in candidates):
             raise Rejection(first.reason,
-                            f"no valid word starts with {prefix!r} here ({first.message})") from None
+                            f"no valid word starts with {prefix!r} here ({first.message})")
+
+    def _accepts_word(self, stack: tuple, word: str) -> bool:
+        # The partial words ``l``, ``la``, ``las`` of one word probe the same candidates
+        # (``last_name``) against the same stack, so each outcome is memoized once.
+        key = (word, id(stack))
+        entry = self._word_accepted.get(key)
+        if entry is None or entry[0] is not stack:
+            try:
+                self.grammar.feed(stack, (WORD, word))
+                accepted = True
+            except Rejection:
+                accepted = False
+            if len(self._word_accepted) >= _MAX_MEMOIZED_WORDS:
+                self._word_accepted.clear()
+            entry = (stack, accepted)
+            self._word_accepted[key] = entry
+        return entry[1]
 
     def _first_accepted(self, stack: tuple, tokens: list) -> None:
         error = None
