@@ -13,16 +13,17 @@ token was checked one step earlier.
 
 When all `top_k` candidates of a sequence are rejected, the processor goes on down
 the sequence's ranking, through at most `fallback_k` more tokens, and keeps the first
-token the checker accepts. Inside the ``db_id |`` header and inside a name that is
-not yet a whole word it searches the whole vocabulary, because the few pieces that can finish the
-name may rank anywhere. A small model often ranks no valid token in its top few, most
-often in the header of an unseen database, and without this fallback the whole query
-would be lost.
+token the checker accepts. Inside the ``db_id |`` header and inside a name that is not
+yet a whole word (``c`` of ``concert``), the few pieces that can go on may rank anywhere,
+so there the whole vocabulary is searched, through a character trie of the pieces. A
+small model often ranks no valid token in its top few, most often in the header of an
+unseen database, and without this fallback the whole query would be lost. A sequence
+with no valid token is ended: only EOS stays, with score `dead_end_score`, so beam
+search ranks it below every valid hypothesis. Such sequences are recorded in
+`dead_ends`.
 
 A `RepetitionGuard` also bans tokens that would extend a loop (the same span over and
-over), which a weak model otherwise writes until the length limit cuts the query off. A sequence with no valid token among those it checks is ended: only EOS stays,
-with score `dead_end_score`, so beam search ranks it below every valid hypothesis.
-Such sequences are recorded in `dead_ends`.
+over), which a weak model otherwise writes until the length limit cuts the query off.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         top_k: how many of the best next tokens to check per sequence (default 8).
         fallback_k: how many further tokens, in score order, to check for a sequence
             whose `top_k` candidates are all rejected (default 256; 0 turns this off).
-            Inside the header or a partly written name the whole vocabulary is checked.
+            Inside the header or a partly written name, the whole vocabulary is checked.
         repetition: the loop guard (default: `RepetitionGuard()` with its defaults);
             None turns it off.
         with_db_id: whether targets start with ``db_id |`` (default True).
@@ -251,10 +252,9 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Return the best valid token ranked from `skip` to `skip + fallback_k`, or None."""
         if not self.fallback_k:
             return None
-        # Inside the ``db_id |`` header or a name that is not yet a whole word (``c`` of
-        # ``concert``), few pieces can finish the name, and a model that has not seen the
-        # database can rank them anywhere, so the whole vocabulary is searched there.
-        # Such checks are prefix tests of one word.
+        # Inside the header or a name that is not yet a whole word (``c`` of ``concert``),
+        # the pieces that can finish the name may rank anywhere. So the whole vocabulary
+        # is searched there.
         in_name = state.header is not None or (
             state.lexer.mode == sql_lexer.IN_WORD and not checker.feed(state, " ").ok)
         if in_name:
@@ -276,10 +276,11 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
                          ends_with_space: bool, prefix: tuple[int, ...],
                          row_scores: torch.Tensor, states: dict,
                          banned: set[int]) -> int | None:
-        """Return the best-scoring valid token of the whole vocabulary, found through the
-        piece trie: a path is followed one character at a time while the checker accepts
-        it, so the pieces that cannot continue the name are ruled out by their first
-        character, together."""
+        """Return the best-scoring valid token of the whole vocabulary, or None.
+
+        The search walks the piece trie one character at a time while the checker accepts
+        the text. A rejected character rules out every piece that starts with it at once.
+        """
         scores = row_scores.tolist()
         best_id, best_score, best_state = None, float("-inf"), None
         pending = [(self._trie, state, ends_with_space)]
@@ -287,7 +288,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             node, node_state, after_space = pending.pop()
             for char, child in node.children.items():
                 if char == " " and after_space:
-                    continue  # targets never hold two spaces in a row
+                    continue  # normalized targets contain no double spaces
                 child_state = checker.feed(node_state, char)
                 if not child_state.ok:
                     continue

@@ -9,12 +9,12 @@ each checked on the generated token ids, stop a loop within a few periods:
 - a span of two or more tokens may occur at most `max_span_repeats` times in a row;
 - an n-gram of `ngram_size` tokens may occur at most `max_ngram_count` times in all.
 
-The defaults sit above what Spider's gold queries need. Tokenized with the bundled
+The defaults are above what Spider's gold queries need. Tokenized with the bundled
 model's tokenizer, the train and dev gold queries have at most 4 equal tokens in a row
-(``) ) ) )``), at most 2 copies of a longer span in a row (``t1.date , t1.date``) and at
-most 3 occurrences of any 10-gram (nested ``in ( select state_name from``). With a
-2,000-piece tokenizer, which splits long names into more pieces, the 10-gram count is
-still at most 3, while an 8-gram can occur 5 times.
+(``) ) ) )``). They have at most 2 copies of a longer span in a row (``t1.date ,
+t1.date``) and at most 3 occurrences of any 10-gram (nested ``in ( select state_name
+from``). A 2,000-piece tokenizer splits long names into more pieces: with it, the
+10-gram count is still at most 3, while an 8-gram can occur 5 times.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ class RepetitionGuard:
     """Computes the next tokens that would break a repetition limit for one sequence.
 
     Args:
-        max_token_run: most copies of one token in a row (default 6).
-        max_span_repeats: most copies in a row of a span of 2 to `max_span` tokens (default 2).
-        max_span: longest span checked for repeats in a row (default 16).
+        max_token_run: maximum copies of one token in a row (default 6).
+        max_span_repeats: maximum copies in a row of a span of 2 to `max_span` tokens
+            (default 2).
+        max_span: maximum span length checked for repeats in a row (default 16).
         ngram_size: n-gram length of the overall count limit (default 10).
-        max_ngram_count: most occurrences of one n-gram in a sequence (default 4).
+        max_ngram_count: maximum occurrences of one n-gram in a sequence (default 4).
 
     >>> guard = RepetitionGuard()
     >>> sorted(guard.banned([5, 7, 9, 5, 7, 9, 5, 7]))

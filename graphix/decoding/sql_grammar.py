@@ -207,7 +207,7 @@ class ExprFrame(NamedTuple):
     simple: object = None
     """The column name (or ``("*", qualifier)``) when the expression is just that."""
     compared: bool = False
-    """Whether the current operand of ``and``/``or`` already holds a comparison."""
+    """Whether the current operand of ``and``/``or`` already contains a comparison."""
 
 
 class ArgsFrame(NamedTuple):
@@ -251,7 +251,7 @@ class Grammar:
         self.implicit_aliases = implicit_aliases
         """Whether a table alias may follow its table without ``as`` (``from singer s``)."""
         self.max_new_name_length = max_new_name_length
-        """Longest alias or unbound qualifier accepted; None for no limit."""
+        """Maximum length of a new alias or unbound qualifier; None for no limit."""
         self._handlers = {
             SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
             ParenFrame: self._paren, ListFrame: self._list,
@@ -514,8 +514,8 @@ class Grammar:
         """Check a new table alias and the references already made through it.
 
         Result columns come before FROM, so ``select t1.name from stadium as t1`` names
-        ``t1.name`` before ``t1`` exists; once the alias is bound to a table, those
-        references are checked against its columns.
+        ``t1.name`` before ``t1`` exists. When the alias is bound to a table, those
+        references are checked against the table's columns.
         """
         alias = self._new_name(alias)
         columns = frame.scope.sources[-1].columns
@@ -639,8 +639,8 @@ class Grammar:
         The name must be a column of some table, whether qualified or not.
         NOTE: a result column of a subquery in FROM, named before that subquery (``select
         t.n from (select count(*) as n ...) as t``), is rejected unless some table has a
-        column of that name. A decoding model that may name any word there loops on
-        made-up names; Spider's gold queries never need it.
+        column of that name. Spider's gold queries never need it, and a decoding model
+        that may write any name there loops on made-up names.
         """
         if qualifier is not None and qualifier not in self.index.table_columns:
             self._new_name(qualifier)
