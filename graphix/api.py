@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 import unicodedata
@@ -58,14 +59,17 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     cut_items: int = 0
     """Count of tables and columns left out of the model input, which were past the
-    model's maximum input length. The SQL cannot name them."""
+    model's maximum input length. The model did not see them."""
+    incomplete: bool = False
+    """True when constrained decoding found no complete query: every beam stopped where
+    no token could continue it. `sql` is then the unfinished top beam, and `error` says so."""
 
     def to_dict(self) -> dict:
         return {"question": self.question, "sql": self.sql, "dialect": self.dialect,
                 "beams": [{"sql": sql, "score": score} for sql, score in self.beams],
                 "columns": self.columns, "rows": [list(row) for row in self.rows],
                 "truncated": self.truncated, "error": self.error, "timings_ms": self.timings_ms,
-                "cut_items": self.cut_items}
+                "cut_items": self.cut_items, "incomplete": self.incomplete}
 
 
 def transpile(sql: str, dialect: str) -> str:
@@ -75,16 +79,25 @@ def transpile(sql: str, dialect: str) -> str:
     import sqlglot
     from sqlglot.errors import SqlglotError
 
-    if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
-        raise InputError(f"unknown SQL dialect {dialect!r}; choose one of "
-                         + ", ".join(sorted(_dialect_names())))
+    check_dialect(dialect)
     from graphix.metrics.sql_structure import check_join_count
 
     check_join_count(sql)
     try:
         return sqlglot.transpile(sql, read="sqlite", write=dialect)[0]
     except SqlglotError as error:
-        raise SQLParseError(f"cannot transpile the generated SQL to {dialect}: {error}") from None
+        # sqlglot marks the failing token with terminal color codes; keep plain text.
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+        raise SQLParseError(f"cannot transpile the generated SQL to {dialect}: {message}") from None
+
+
+def check_dialect(dialect: str) -> None:
+    """Raise InputError unless sqlglot knows `dialect` (``sqlite``, ``postgres``, ...)."""
+    import sqlglot
+
+    if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
+        raise InputError(f"unknown SQL dialect {dialect!r}; choose one of "
+                         + ", ".join(sorted(_dialect_names())))
 
 
 def _dialect_names() -> set[str]:
@@ -262,7 +275,7 @@ class Text2SQL:
             record = preprocessor.process(Example(question, schema.db_id), schema)
             if record["cut_items"]:
                 logger.warning("%s: %d tables and columns did not fit in %d input tokens and "
-                               "were left out, so the SQL cannot name them", schema.db_id,
+                               "were left out, so the model did not see them", schema.db_id,
                                record["cut_items"], self.max_input_tokens)
             records.append(record)
             schemas.append(schema)
@@ -282,9 +295,13 @@ class Text2SQL:
                             cut_items=record["cut_items"])
             if execution_guided:
                 answer.sql = self._choose_executable(answer, schema, timeout_s)
-            if execute:
+            elif constrained:
+                answer.sql = self._choose_complete(answer, schema)
+            if constrained:
+                self._mark_incomplete(answer, schema)
+            if execute and not answer.incomplete:
                 self._execute(answer, schema, max_rows, timeout_s)
-            if dialect != "sqlite":
+            if dialect != "sqlite" and not answer.incomplete:
                 answer.sql = transpile(answer.sql, dialect)
                 answer.beams = [(transpile(sql, dialect), score) for sql, score in answer.beams]
             answers.append(answer)
@@ -315,6 +332,41 @@ class Text2SQL:
             return [SchemaConstrainedLogitsProcessor(self.tokenizer, checkers[positions])]
 
         return factory
+
+    def _final_checker(self, schema: Schema):
+        from graphix.decoding import PrefixChecker
+
+        key = ("final checker", id(schema))
+        with self._lock:
+            checker = self._preprocessors.get(key)
+            if checker is None:
+                checker = self._preprocessors[key] = (
+                    PrefixChecker(schema, with_db_id=False, implicit_aliases=True), schema)
+        return checker[0]
+
+    def _choose_complete(self, answer: Answer, schema: Schema) -> str:
+        """Return the best beam that is a complete query, else the longest complete prefix
+        of a beam (best beam first), else the top beam."""
+        from graphix.decoding.execution_guided import complete_prefixes
+
+        checker = self._final_checker(schema)
+        for sql, _ in answer.beams:
+            if checker.is_complete(checker.check(sql)):
+                return sql
+        for sql, _ in answer.beams:
+            prefixes = complete_prefixes(checker, sql)
+            if prefixes:
+                return prefixes[0]
+        return answer.sql
+
+    def _mark_incomplete(self, answer: Answer, schema: Schema) -> None:
+        checker = self._final_checker(schema)
+        if checker.is_complete(checker.check(answer.sql)):
+            return
+        answer.incomplete = True
+        answer.error = ("constrained decoding found no complete query for this schema: every "
+                        "beam stopped where no token could continue it; try more beams "
+                        "(--beams 4) or rephrase the question with the schema's names")
 
     def _choose_executable(self, answer: Answer, schema: Schema, timeout_s: float) -> str:
         from graphix.decoding import choose_executable

@@ -93,9 +93,10 @@ def test_transpile_garbage_is_parse_error(garbage):
 def test_ask_command_json(tiny_model_dir, capsys):
     code = main(["ask", "--db", str(DEMO_DB), "--model", str(tiny_model_dir), "--json",
                  "How many authors are there?"])
-    assert code == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(payload) >= {"sql", "columns", "rows"}
+    assert set(payload) >= {"sql", "columns", "rows", "error", "incomplete"}
+    # The untrained model may write SQL that does not run; the exit status says so.
+    assert code == (1 if payload["error"] else 0)
 
 
 def test_ask_command_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
@@ -164,3 +165,44 @@ def test_constrained_defaults_per_command(argv, expected):
     from graphix.cli import build_parser
 
     assert build_parser().parse_args(argv).constrained is expected
+
+
+def fake_beams(monkeypatch, *sqls):
+    from graphix.inference import Beam
+
+    def fake_generate(model, tokenizer, records, **kwargs):
+        return [[Beam(sql, "", -1.0 - rank) for rank, sql in enumerate(sqls)] for _ in records]
+
+    monkeypatch.setattr("graphix.inference.generate_sql", fake_generate)
+
+
+def test_constrained_answer_cuts_to_complete_query(tiny, monkeypatch):
+    # The first beam has no complete prefix ("select title" needs its FROM); the second
+    # is cut after a complete query.
+    fake_beams(monkeypatch, "select title from bo", "select count(*) from book where")
+    answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, constrained=True)
+    assert answer.sql == "select count(*) from book"
+    assert not answer.incomplete
+    assert answer.error is None
+    assert answer.rows == [(12,)]
+
+
+def test_constrained_answer_without_complete_query(tiny, monkeypatch, capsys):
+    fake_beams(monkeypatch, "select count(*), avg ( pri", "select count(*), max ( pri")
+    answer = tiny.ask("How many?", DEMO_DB, num_beams=2, constrained=True)
+    assert answer.incomplete
+    assert answer.sql == "select count(*), avg ( pri"
+    assert "no complete query" in answer.error
+    assert answer.rows == []
+
+    code = main(["ask", "--db", str(DEMO_DB), "--model", str(tiny.model_dir), "How many?"])
+    assert code == 1
+    assert "(incomplete query: constrained decoding found no complete query" in (
+        capsys.readouterr().out)
+
+
+def test_unknown_dialect_fails_before_the_model_loads(tmp_path, capsys):
+    code = main(["ask", "--db", str(DEMO_DB), "--model", str(tmp_path / "absent"),
+                 "--dialect", "nonsense", "How many?"])
+    assert code == 1
+    assert "unknown SQL dialect 'nonsense'" in capsys.readouterr().err

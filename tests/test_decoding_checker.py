@@ -315,3 +315,11 @@ def test_implicit_aliases_are_optional():
     sql = "music | select s.name from singer s join stadium t on s.country = t.location"
     assert not PrefixChecker(MUSIC).accepts_prefix(sql)
     assert PrefixChecker(MUSIC, implicit_aliases=True).accepts_query(sql)
+
+
+def test_keyword_table_needs_quotes_sqlite_would_require():
+    checker = PrefixChecker(make_schema("shop", {"order": ["id"], "end": ["id"]}),
+                            with_db_id=False)
+    # SQLite reads `from end` as a table name but `from order` as a syntax error.
+    assert checker.accepts_query("select id from end")
+    assert not checker.check("select id from order").ok

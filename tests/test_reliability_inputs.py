@@ -252,9 +252,10 @@ def test_small_schema_cuts_nothing(tiny):
 def test_ask_json_reports_cut_items(tiny_model_dir, wide_db, capsys):
     code = main(["ask", "--db", str(wide_db), "--model", str(tiny_model_dir), "--json",
                  "--no-execute", "What is the largest measurement 7?"])
-    assert code == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["cut_items"] > 0
+    # The untrained model may find no complete query; the exit status says so.
+    assert code == (1 if payload["incomplete"] else 0)
 
 
 # ---------------------------------------------------------------------------- tables.json

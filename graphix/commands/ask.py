@@ -26,14 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="query time limit in seconds (default: 10)")
     parser.add_argument("--json", action="store_true",
-                        help='print {"sql": ..., "columns": [...], "rows": [...]} as JSON')
+                        help='print {"sql": ..., "columns": [...], "rows": [...], "error": ..., '
+                             '"incomplete": ...} as JSON')
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     import math
 
-    from graphix.api import Text2SQL
+    from graphix.api import Text2SQL, check_dialect
     from graphix.errors import InputError
     from graphix.execution import check_database_file
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     # Cheap checks first, so a wrong path fails before the model loads.
     Text2SQL.check_question(args.question)
+    check_dialect(args.dialect)
     check_database_file(args.db)
     model = Text2SQL.from_pretrained(args.model)
     answer = model.ask(args.question, args.db, num_beams=args.beams,
@@ -53,19 +55,21 @@ def run(args: argparse.Namespace) -> int:
                        max_rows=args.max_rows, timeout_s=args.timeout)
     if args.json:
         payload = {"sql": answer.sql, "columns": answer.columns,
-                   "rows": [list(row) for row in answer.rows]}
-        if answer.error:
-            payload["error"] = answer.error
+                   "rows": [list(row) for row in answer.rows], "error": answer.error}
         if answer.cut_items:
             payload["cut_items"] = answer.cut_items
+        payload["incomplete"] = answer.incomplete
         print(json.dumps(payload, default=str))
-        return 0
+        return 1 if answer.error else 0
     print(answer.sql)
+    if answer.incomplete:
+        print(f"(incomplete query: {answer.error})")
+        return 1
     if args.no_execute:
         return 0
     if answer.error:
         print(f"(execution failed: {answer.error})")
-        return 0
+        return 1
     print()
     print(format_table(answer.columns, answer.rows))
     if answer.truncated:

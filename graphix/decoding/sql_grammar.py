@@ -78,6 +78,9 @@ RESERVED = frozenset("""
 """.split())
 """Keywords that cannot be used as a bare identifier in the covered grammar."""
 
+BARE_NAME_KEYWORDS = frozenset({"by", "asc", "desc", "cast", "end", "like", "glob", "offset"})
+"""Keywords of `RESERVED` that SQLite's parser takes as a plain name where a name fits."""
+
 # name: (minimum arguments, maximum arguments or None for any, is aggregate)
 FUNCTIONS: dict[str, tuple[int, int | None, bool]] = {
     "count": (1, 1, True), "sum": (1, 1, True), "avg": (1, 1, True),
@@ -345,8 +348,10 @@ class Grammar:
             return self._close_from(stack, frame, S_AFTER_FROM), False
 
         if state == S_SOURCE:
-            # A schema table may be named like a keyword (``cast``); SQLite accepts it here.
-            if kind == WORD and (word not in RESERVED or word in self.index.table_columns):
+            # SQLite accepts some keywords as a bare table name (``cast``, ``end``), not
+            # others (``order``, ``select``), which need quotes the grammar does not cover.
+            if kind == WORD and (word not in RESERVED or (word in BARE_NAME_KEYWORDS
+                                                         and word in self.index.table_columns)):
                 columns = self.index.table_columns.get(word)
                 if columns is None:
                     raise Rejection(RejectReason.UNKNOWN_TABLE,
