@@ -61,8 +61,8 @@ class Answer:
     """Count of tables and columns left out of the model input, which were past the
     model's maximum input length. The model did not see them."""
     incomplete: bool = False
-    """True when constrained decoding found no complete query: every beam stopped where
-    no token could continue it. `sql` is then the unfinished top beam, and `error` says so."""
+    """True when constrained decoding found no complete query: no beam, and no prefix of a
+    beam, is one. `sql` is then the unfinished top beam, and `error` explains why."""
 
     def to_dict(self) -> dict:
         return {"question": self.question, "sql": self.sql, "dialect": self.dialect,
@@ -92,7 +92,7 @@ def transpile(sql: str, dialect: str) -> str:
 
 
 def check_dialect(dialect: str) -> None:
-    """Raise InputError unless sqlglot knows `dialect` (``sqlite``, ``postgres``, ...)."""
+    """Raise InputError unless `dialect` is a sqlglot dialect (``sqlite``, ``postgres``, ...)."""
     import sqlglot
 
     if dialect not in sqlglot.dialects.DIALECTS and dialect not in _dialect_names():
@@ -365,7 +365,7 @@ class Text2SQL:
             return
         answer.incomplete = True
         answer.error = ("constrained decoding found no complete query for this schema: every "
-                        "beam stopped where no token could continue it; try more beams "
+                        "beam stopped at a dead end or at the length limit. Try more beams "
                         "(--beams 4) or rephrase the question with the schema's names")
 
     def _choose_executable(self, answer: Answer, schema: Schema, timeout_s: float) -> str:

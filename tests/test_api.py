@@ -95,7 +95,7 @@ def test_ask_command_json(tiny_model_dir, capsys):
                  "How many authors are there?"])
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(payload) >= {"sql", "columns", "rows", "error", "incomplete"}
-    # The untrained model may write SQL that does not run; the exit status says so.
+    # The untrained model may write SQL that does not run, and then the exit status is 1.
     assert code == (1 if payload["error"] else 0)
 
 

@@ -254,7 +254,7 @@ def test_ask_json_reports_cut_items(tiny_model_dir, wide_db, capsys):
                  "--no-execute", "What is the largest measurement 7?"])
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert payload["cut_items"] > 0
-    # The untrained model may find no complete query; the exit status says so.
+    # The untrained model may find no complete query, and then the exit status is 1.
     assert code == (1 if payload["incomplete"] else 0)
 
 
