@@ -39,6 +39,9 @@ vocabulary; past it the question is rejected as not English."""
 # Control and format characters (NUL, escape sequences, zero-width spaces, direction
 # marks, byte-order marks) carry no words; questions get them as spaces.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+INCOMPLETE_MESSAGE = ("constrained decoding found no complete query for this schema: every "
+                      "beam stopped at a dead end or at the length limit. Try more beams "
+                      "(--beams 4) or rephrase the question with the schema's names")
 
 
 @dataclass
@@ -293,12 +296,15 @@ class Text2SQL:
             answer = Answer(question=question, sql=candidates[0].sql,
                             beams=[(b.sql, b.score) for b in candidates], dialect=dialect,
                             cut_items=record["cut_items"])
+            complete = True
             if execution_guided:
-                answer.sql = self._choose_executable(answer, schema, timeout_s)
+                answer.sql, ran = self._choose_executable(answer, schema, timeout_s)
+                complete = ran or not constrained or self._is_complete(answer.sql, schema)
             elif constrained:
-                answer.sql = self._choose_complete(answer, schema)
-            if constrained:
-                self._mark_incomplete(answer, schema)
+                answer.sql, complete = self._choose_complete(answer, schema)
+            if not complete:
+                answer.incomplete = True
+                answer.error = INCOMPLETE_MESSAGE
             if execute and not answer.incomplete:
                 self._execute(answer, schema, max_rows, timeout_s)
             if dialect != "sqlite" and not answer.incomplete:
@@ -313,15 +319,21 @@ class Text2SQL:
                                  "execute": round((finished - generated) * share, 2)}
         return answers
 
-    def _checker(self, schema: Schema):
+    def _checker(self, schema: Schema, *, bare_sql: bool = False):
+        """Return the cached prefix checker of `schema`: for decoding targets (``db_id |
+        sql``), or with `bare_sql` for finished SQL, where aliases may omit ``as``."""
         from graphix.decoding import PrefixChecker
 
-        key = ("checker", id(schema))
+        key = ("checker", bare_sql, id(schema))
         with self._lock:
             checker = self._preprocessors.get(key)
             if checker is None:
-                checker = self._preprocessors[key] = (PrefixChecker(schema), schema)
-        return checker[0]
+                checker = PrefixChecker(schema, with_db_id=not bare_sql,
+                                        implicit_aliases=bare_sql)
+                self._preprocessors[key] = (checker, schema)
+            else:
+                checker = checker[0]
+        return checker
 
     def _constraint_factory(self, schemas: list[Schema]):
         from graphix.decoding.logits import SchemaConstrainedLogitsProcessor
@@ -333,50 +345,36 @@ class Text2SQL:
 
         return factory
 
-    def _final_checker(self, schema: Schema):
-        from graphix.decoding import PrefixChecker
+    def _is_complete(self, sql: str, schema: Schema) -> bool:
+        checker = self._checker(schema, bare_sql=True)
+        return checker.is_complete(checker.check(sql))
 
-        key = ("final checker", id(schema))
-        with self._lock:
-            checker = self._preprocessors.get(key)
-            if checker is None:
-                checker = self._preprocessors[key] = (
-                    PrefixChecker(schema, with_db_id=False, implicit_aliases=True), schema)
-        return checker[0]
-
-    def _choose_complete(self, answer: Answer, schema: Schema) -> str:
+    def _choose_complete(self, answer: Answer, schema: Schema) -> tuple[str, bool]:
         """Return the best beam that is a complete query, else the longest complete prefix
-        of a beam (best beam first), else the top beam."""
+        of a beam (best beam first), with True; else the top beam with False."""
         from graphix.decoding.execution_guided import complete_prefixes
 
-        checker = self._final_checker(schema)
         for sql, _ in answer.beams:
-            if checker.is_complete(checker.check(sql)):
-                return sql
+            if self._is_complete(sql, schema):
+                return sql, True
+        checker = self._checker(schema, bare_sql=True)
         for sql, _ in answer.beams:
             prefixes = complete_prefixes(checker, sql)
             if prefixes:
-                return prefixes[0]
-        return answer.sql
+                return prefixes[0], True
+        return answer.sql, False
 
-    def _mark_incomplete(self, answer: Answer, schema: Schema) -> None:
-        checker = self._final_checker(schema)
-        if checker.is_complete(checker.check(answer.sql)):
-            return
-        answer.incomplete = True
-        answer.error = ("constrained decoding found no complete query for this schema: every "
-                        "beam stopped at a dead end or at the length limit. Try more beams "
-                        "(--beams 4) or rephrase the question with the schema's names")
-
-    def _choose_executable(self, answer: Answer, schema: Schema, timeout_s: float) -> str:
+    def _choose_executable(self, answer: Answer, schema: Schema,
+                           timeout_s: float) -> tuple[str, bool]:
+        """Return the SQL that execution-guided choice picks, and whether it ran."""
         from graphix.decoding import choose_executable
 
         if schema.path is None:
-            return answer.sql
+            return answer.sql, False
         with ReadOnlyDatabase(schema.path) as database:
             choice = choose_executable([sql for sql, _ in answer.beams], schema, database,
                                        timeout_s=timeout_s)
-        return choice.sql
+        return choice.sql, not choice.fallback
 
     @staticmethod
     def _execute(answer: Answer, schema: Schema, max_rows: int, timeout_s: float) -> None:

@@ -79,7 +79,8 @@ class RepetitionGuard:
             if copies * span > length:
                 break
             candidate = tokens[-span]
-            extended = tokens + (candidate,)
+            # Only the last `copies` spans matter, so the whole sequence is not copied.
+            extended = tokens[len(tokens) + 1 - copies * span:] + (candidate,)
             last = extended[-span:]
             if len(set(last)) == 1:
                 continue  # a run of one token: `max_token_run` covers it
