@@ -350,8 +350,11 @@ class Text2SQL:
         return checker.is_complete(checker.check(sql))
 
     def _choose_complete(self, answer: Answer, schema: Schema) -> tuple[str, bool]:
-        """Return the best beam that is a complete query, else the longest complete prefix
-        of a beam (best beam first), with True; else the top beam with False."""
+        """Return the best beam that is a complete query and True.
+
+        Without one, return the longest complete prefix of a beam (best beam first) and
+        True, or else the top beam and False.
+        """
         from graphix.decoding.execution_guided import complete_prefixes
 
         for sql, _ in answer.beams:

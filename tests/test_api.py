@@ -187,7 +187,7 @@ def test_constrained_answer_cuts_to_complete_query(tiny, monkeypatch):
     assert answer.rows == [(12,)]
 
 
-def test_constrained_answer_without_complete_query(tiny, monkeypatch, capsys):
+def test_constrained_answer_incomplete(tiny, monkeypatch, capsys):
     fake_beams(monkeypatch, "select count(*), avg ( pri", "select count(*), max ( pri")
     answer = tiny.ask("How many?", DEMO_DB, num_beams=2, constrained=True)
     assert answer.incomplete
@@ -201,7 +201,7 @@ def test_constrained_answer_without_complete_query(tiny, monkeypatch, capsys):
         capsys.readouterr().out)
 
 
-def test_unknown_dialect_fails_before_the_model_loads(tmp_path, capsys):
+def test_unknown_dialect_fails_early(tmp_path, capsys):
     code = main(["ask", "--db", str(DEMO_DB), "--model", str(tmp_path / "absent"),
                  "--dialect", "nonsense", "How many?"])
     assert code == 1

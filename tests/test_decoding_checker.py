@@ -317,7 +317,7 @@ def test_implicit_aliases_are_optional():
     assert PrefixChecker(MUSIC, implicit_aliases=True).accepts_query(sql)
 
 
-def test_keyword_table_needs_quotes_sqlite_would_require():
+def test_keyword_table_name_rejected():
     checker = PrefixChecker(make_schema("shop", {"order": ["id"], "end": ["id"]}),
                             with_db_id=False)
     # SQLite reads `from end` as a table name but `from order` as a syntax error.

@@ -82,7 +82,7 @@ def test_falls_back_to_top_beam(database, schema):
     assert all(not verdict.accepted for verdict in choice.verdicts)
 
 
-def test_cuts_a_beam_to_its_longest_runnable_prefix(database, schema):
+def test_cuts_beam_to_runnable_prefix(database, schema):
     beams = ["music | select nme from singer",
              "music | select name from singer where age > 30 order by age , age , ag",
              "music | select count ( * ) from singer where"]

@@ -15,14 +15,14 @@ from test_decoding_checker import MUSIC, normalize_gold
 from test_decoding_logits import ids_of, scores_favoring, token_with_text, tokenizer  # noqa: F401
 
 
-def test_run_of_one_token_is_capped():
+def test_token_run_capped():
     guard = RepetitionGuard(max_token_run=3)
     assert guard.banned([4, 7, 7]) == set()
     assert guard.banned([4, 7, 7, 7]) == {7}
 
 
 @pytest.mark.parametrize("span", [2, 3, 5, 16])
-def test_span_repeated_in_a_row_is_capped(span):
+def test_span_repeat_capped(span):
     guard = RepetitionGuard(max_span_repeats=2)
     pattern = list(range(10, 10 + span))
     two_copies_and_most_of_a_third = pattern * 2 + pattern[:-1]
@@ -30,21 +30,21 @@ def test_span_repeated_in_a_row_is_capped(span):
     assert guard.banned(pattern + pattern[:-1]) == set()
 
 
-def test_span_longer_than_the_limit_is_not_checked():
+def test_span_over_limit_unchecked():
     guard = RepetitionGuard(max_span=3, ngram_size=50)
     pattern = [1, 2, 3, 4]
     assert guard.banned(pattern * 2 + pattern[:-1]) == set()
 
 
-def test_ngram_count_is_capped_across_the_sequence():
+def test_ngram_count_capped():
     guard = RepetitionGuard(ngram_size=3, max_ngram_count=2)
-    # (5, 6, 7) occurs twice, apart; a third 5, 6 may not be followed by 7 again.
+    # (5, 6, 7) occurs twice, apart. A third 5, 6 may not be followed by 7 again.
     tokens = [5, 6, 7, 1, 5, 6, 7, 2, 5, 6]
     assert guard.banned(tokens) == {7}
     assert guard.banned(tokens[:-4] + [2, 5]) == set()
 
 
-def test_sequence_without_repeats_bans_nothing():
+def test_no_repeats_bans_nothing():
     assert RepetitionGuard().banned(list(range(300))) == set()
     assert RepetitionGuard().banned([]) == set()
 

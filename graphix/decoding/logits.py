@@ -84,7 +84,7 @@ class _TrieNode:
 
 @functools.lru_cache(maxsize=4)
 def piece_trie(texts: tuple[str | None, ...]) -> _TrieNode:
-    """Return a character trie of the piece texts; each node lists the ids whose text ends there."""
+    """Return a character trie of the piece texts. Each node lists the ids whose text ends there."""
     root = _TrieNode()
     for token_id, text in enumerate(texts):
         if not text:

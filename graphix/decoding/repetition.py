@@ -26,7 +26,7 @@ from graphix.errors import InputError
 
 
 class RepetitionGuard:
-    """Computes the next tokens that would break a repetition limit for one sequence.
+    """Repetition limits on generated token ids. `banned` returns the tokens that would break one.
 
     Args:
         max_token_run: maximum copies of one token in a row (default 6).

@@ -28,11 +28,16 @@ the FROM clause ends. SQLite also lets an ``on`` condition name a table joined l
 so unresolved names in ``on`` wait for the end of FROM too. A table alias hides the
 table's own name as a qualifier.
 
-Some queries SQLite accepts are rejected because they are never meant and are how a
-lost model loops: a comparison chained onto a comparison (``a = b = c``), an aggregate
-call inside another aggregate's arguments or in WHERE, ON or GROUP BY, compound
-cores with different numbers of result columns, and a new name (table or column
-alias, or a qualifier not yet bound) longer than `max_new_name_length` characters.
+The grammar also rejects some queries that SQLite accepts, because nobody intends them
+and a lost model loops through them:
+
+- a comparison chained onto a comparison (``a = b = c``);
+- a new name (table or column alias, or a qualifier not yet bound) longer than
+  `max_new_name_length` characters.
+
+It rejects as well what SQLite itself rejects only when the query runs: an aggregate call
+inside another aggregate's arguments or in WHERE, ON or GROUP BY, and compound cores with
+different numbers of result columns.
 """
 
 from __future__ import annotations
@@ -825,7 +830,7 @@ class Grammar:
 
     @staticmethod
     def _check_aggregate_place(stack: Stack, function: str) -> None:
-        """Reject an aggregate call where SQLite refuses one: inside another aggregate's
+        """Reject an aggregate call where SQLite rejects one: inside another aggregate's
         arguments, or in WHERE, ON or GROUP BY of its own query.
 
         NOTE: an aggregate inside a many-argument ``min``/``max`` (a scalar function
