@@ -36,6 +36,11 @@ def music() -> PrefixChecker:
     return PrefixChecker(MUSIC)
 
 
+@pytest.fixture(scope="module")
+def music_any_alias() -> PrefixChecker:
+    return PrefixChecker(MUSIC, new_names=None)
+
+
 def character_prefixes_accepted(checker: PrefixChecker, text: str) -> str | None:
     """Feed `text` one character at a time; return the first rejection message, if any."""
     state = checker.initial()
@@ -136,8 +141,27 @@ VALID = [
 
 
 @pytest.mark.parametrize("sql", VALID)
-def test_checker_accepts_valid_query(music, sql):
+def test_checker_accepts_valid_query(music_any_alias, sql):
+    assert character_prefixes_accepted(music_any_alias, f"music | {sql}") is None
+
+
+@pytest.mark.parametrize("sql", [
+    "select t1.name from singer as t1 join concert as t9 on t1.singer_id = t9.concert_id",
+    "select t7.name from singer as t7",
+    "select name from singer where age + 1 = age or age = - age or age = 2 * age",
+    "select t1.name from singer as t1 join singer as t2 on t1.age = t1.age",
+    "select ( select max ( age ) from singer ) , ( select min ( age ) from singer ) , age "
+    "from singer union select name , name , age from singer",
+    "select name , age , name from singer",
+    "select t1.name from singer as t1 join singer as t2 on t1.age = t2.age",
+])
+def test_default_checker_accepts_numbered_aliases(music, sql):
     assert character_prefixes_accepted(music, f"music | {sql}") is None
+
+
+@pytest.mark.parametrize("sql", [sql for sql in VALID if re.search(r" as (?!t\d)", sql)])
+def test_default_checker_rejects_other_aliases(music, sql):
+    assert character_prefixes_accepted(music, f"music | {sql}") is not None
 
 
 @pytest.mark.parametrize("sql", VALID[:6])
@@ -314,7 +338,7 @@ def test_unsupported_gold_fails_in_sqlite(spider):
 def test_implicit_aliases_are_optional():
     sql = "music | select s.name from singer s join stadium t on s.country = t.location"
     assert not PrefixChecker(MUSIC).accepts_prefix(sql)
-    assert PrefixChecker(MUSIC, implicit_aliases=True).accepts_query(sql)
+    assert PrefixChecker(MUSIC, implicit_aliases=True, new_names=None).accepts_query(sql)
 
 
 def test_keyword_table_name_rejected():

@@ -10,9 +10,9 @@ from graphix.decoding.execution_guided import (
     BeamVerdict, ExecutionChoice, choose_executable, strip_db_id,
 )
 from graphix.decoding.prefix_checker import CheckerState, PrefixChecker
-from graphix.decoding.sql_grammar import RejectReason, Rejection
+from graphix.decoding.sql_grammar import NUMBERED_ALIASES, NewNames, RejectReason, Rejection
 
 __all__ = [
-    "BeamVerdict", "CheckerState", "ExecutionChoice", "PrefixChecker", "RejectReason",
-    "Rejection", "choose_executable", "strip_db_id",
+    "NUMBERED_ALIASES", "BeamVerdict", "CheckerState", "ExecutionChoice", "NewNames",
+    "PrefixChecker", "RejectReason", "Rejection", "choose_executable", "strip_db_id",
 ]

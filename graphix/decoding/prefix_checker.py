@@ -25,12 +25,14 @@ from dataclasses import dataclass
 
 from graphix.decoding import sql_lexer
 from graphix.decoding.sql_grammar import (
-    Grammar, RejectReason, Rejection, SchemaIndex, SelectFrame,
+    DEFAULT_MAX_RESULT_COLUMNS, NUMBERED_ALIASES, Grammar, NewNames, RejectReason, Rejection,
+    S_ITEM, S_QUANTIFIER, S_SELECT, SchemaIndex, SelectFrame,
 )
 from graphix.decoding.sql_lexer import END, NUMBER, STRING, SYMBOL, WORD, LexerState
 from graphix.schema import Schema
 
 _EMPTY_LEXER = LexerState()
+_NOT_STARTED = (S_SELECT, S_QUANTIFIER, S_ITEM)
 _MAX_MEMOIZED_WORDS = 50_000
 
 
@@ -55,13 +57,19 @@ class PrefixChecker:
     `with_db_id=False` checks bare SQL without the header. `implicit_aliases=True` also
     accepts table aliases without ``as`` (``from singer s``). They are off by default
     because normalized targets always write ``as``. Without that rule, any word after a
-    table name would pass as an alias.
+    table name would pass as an alias. `new_names` says which aliases a query may
+    introduce: by default ``t1`` to ``t9``, the form of the training targets
+    (`NUMBERED_ALIASES`); None accepts any. `max_result_columns` caps the result columns
+    of one SELECT (default 8); None lifts the cap.
     """
 
     def __init__(self, schema: Schema, *, with_db_id: bool = True,
-                 implicit_aliases: bool = False):
+                 implicit_aliases: bool = False,
+                 new_names: NewNames | None = NUMBERED_ALIASES,
+                 max_result_columns: int | None = DEFAULT_MAX_RESULT_COLUMNS):
         self.index = SchemaIndex(schema)
-        self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases)
+        self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases,
+                               new_names=new_names, max_result_columns=max_result_columns)
         self.db_id = schema.db_id.lower()
         self.with_db_id = with_db_id
         self._word_outcomes: dict[tuple[str, int], tuple[tuple, Rejection | None]] = {}
@@ -113,6 +121,13 @@ class PrefixChecker:
             return self.grammar.is_complete(stack)
         except (Rejection, sql_lexer.LexError):
             return False
+
+    def has_started(self, state: CheckerState) -> bool:
+        """Check whether the SQL read so far has begun its first result column."""
+        if state.rejection is not None or state.header is not None:
+            return False
+        stack = state.stack
+        return len(stack) > 1 or stack[0].state not in _NOT_STARTED
 
     def accepts_prefix(self, text: str) -> bool:
         return self.check(text).ok
@@ -206,7 +221,7 @@ class PrefixChecker:
                 candidates.extend(name for name in names
                                   if name.startswith(prefix) and name != prefix)
         # A word no keyword or schema name starts with may still be a new alias.
-        candidates.append(prefix + "_")
+        candidates.extend(self.grammar.new_name_completions(prefix))
         if not any(self._accepts_word(stack, word) for word in candidates):
             raise Rejection(first.reason,
                             f"no valid word starts with {prefix!r} here ({first.message})")

@@ -32,8 +32,14 @@ The grammar also rejects some queries that SQLite accepts, because nobody intend
 and a lost model loops through them:
 
 - a comparison chained onto a comparison (``a = b = c``);
-- a new name (table or column alias, or a qualifier not yet bound) longer than
-  `max_new_name_length` characters.
+- a column compared with itself (``t1.id = t1.id``), or with an expression that starts
+  with it (``age = age + 1``), except in the first condition of ``on``;
+- the same comparison of two columns twice in one ``and``/``or`` chain;
+- a result column written a third time in one SELECT, token for token, and by default
+  more than 8 result columns in one SELECT;
+- by default, a new name (table or column alias, or a qualifier not yet bound) other than
+  ``t1`` to ``t9`` (see `NewNames`), a table alias bound twice in one FROM clause, and
+  columns named through one unbound qualifier that no single table has together.
 
 It rejects as well what SQLite itself rejects only when the query runs: an aggregate call
 inside another aggregate's arguments or in WHERE, ON or GROUP BY, and compound cores with
@@ -106,9 +112,42 @@ LITERAL_WORDS = frozenset({"null", "true", "false", "current_date", "current_tim
 COMPARISON_AND_ARITHMETIC = frozenset({"=", "==", "!=", "<>", "<", ">", "<=", ">=", "+", "-",
                                        "*", "/", "%", "||", "<<", ">>"})
 COMPARISONS = frozenset({"=", "==", "!=", "<>", "<", ">", "<=", ">="})
-DEFAULT_MAX_NEW_NAME_LENGTH = 8
-"""Spider's gold queries name nothing outside their schema but aliases ``t1`` to ``t9``."""
 SET_OPERATORS = frozenset({"union", "intersect", "except"})
+MAX_ITEM_COPIES = 2
+"""How often one result column may occur in one SELECT."""
+DEFAULT_MAX_RESULT_COLUMNS = 8
+"""Spider's gold queries have at most 6 result columns per SELECT."""
+
+
+class NewNames(NamedTuple):
+    """The names a query may introduce: table and column aliases, and qualifiers not yet bound.
+
+    A new name is `stem` followed by 1 to `max_digits` digits (``t1``, ``t12``). Spider's
+    gold queries introduce no other names: their only aliases are ``t1`` to ``t7``, so
+    a model trained on them writes no others unless it is lost, and then it loops on
+    made-up names that nothing binds. Decoding that must accept any alias passes None
+    instead of a `NewNames`; the grammar then also accepts an alias bound twice.
+    """
+
+    stem: str = "t"
+    max_digits: int = 1
+
+    def allows(self, name: str) -> bool:
+        digits = name[len(self.stem):]
+        return (name.startswith(self.stem) and 0 < len(digits) <= self.max_digits
+                and digits.isascii() and digits.isdigit())
+
+    def completions(self, prefix: str) -> list[str]:
+        """Return the new names one digit longer than `prefix`, or after the stem; else []."""
+        if self.stem.startswith(prefix):
+            return [self.stem + digit for digit in "123456789"]
+        if self.allows(prefix) and len(prefix) - len(self.stem) < self.max_digits:
+            return [prefix + digit for digit in "0123456789"]
+        return []
+
+
+NUMBERED_ALIASES = NewNames()
+"""The default `NewNames`: ``t1`` to ``t9``."""
 
 
 class SchemaIndex:
@@ -126,6 +165,7 @@ class SchemaIndex:
         words |= LITERAL_WORDS
         self.words: tuple[str, ...] = tuple(sorted(words))
         """Every keyword, function and schema name, sorted for prefix search."""
+        self.schema_names: frozenset[str] = frozenset(self.table_columns) | self.all_columns
 
 
 # ---------------------------------------------------------------------------- scopes
@@ -202,6 +242,14 @@ class SelectFrame(NamedTuple):
     """The result columns of the first core of a compound query."""
     compound_names: frozenset[str] = frozenset()
     """Result column names of the earlier cores of a compound query."""
+    item: tuple | None = ()
+    """The tokens of the result column being read; None when it holds a subquery."""
+    items: tuple = ()
+    """The token tuples of the earlier result columns of this core."""
+
+
+FRESH_SIDE = ("",)
+"""`ExprFrame.side` before the first operand of a side of a comparison."""
 
 
 class ExprFrame(NamedTuple):
@@ -216,6 +264,19 @@ class ExprFrame(NamedTuple):
     """The column name (or ``("*", qualifier)``) when the expression is just that."""
     compared: bool = False
     """Whether the current operand of ``and``/``or`` already contains a comparison."""
+    side: object = FRESH_SIDE
+    """The ``(qualifier, column)`` reference that is so far the whole of the current side of
+    a comparison, `FRESH_SIDE` before that side's first operand, or None."""
+    against: tuple | None = None
+    """The left side's reference while reading the right side of a comparison whose left
+    side is one column reference."""
+    operator: str = ""
+    """The comparison operator between `against` and the current side."""
+    conditions: frozenset = frozenset()
+    """Comparisons of two columns already made in this ``and``/``or`` chain."""
+    self_comparison: bool = False
+    """Whether a column may be compared with itself here: only in the first condition of
+    ``on``, where eight of Spider's training queries do it (``on t2.actid = t2.actid``)."""
 
 
 class ArgsFrame(NamedTuple):
@@ -254,12 +315,15 @@ class Grammar:
     """Feeds tokens to parse states of SQL queries over one schema."""
 
     def __init__(self, schema: Schema | SchemaIndex, *, implicit_aliases: bool = False,
-                 max_new_name_length: int | None = DEFAULT_MAX_NEW_NAME_LENGTH):
+                 new_names: NewNames | None = NUMBERED_ALIASES,
+                 max_result_columns: int | None = DEFAULT_MAX_RESULT_COLUMNS):
         self.index = schema if isinstance(schema, SchemaIndex) else SchemaIndex(schema)
         self.implicit_aliases = implicit_aliases
         """Whether a table alias may follow its table without ``as`` (``from singer s``)."""
-        self.max_new_name_length = max_new_name_length
-        """Maximum length of a new alias or unbound qualifier; None for no limit."""
+        self.new_names = new_names
+        """The aliases and unbound qualifiers a query may introduce; None allows any name."""
+        self.max_result_columns = max_result_columns
+        """The most result columns one SELECT may have; None for no limit."""
         self._handlers = {
             SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
             ParenFrame: self._paren, ListFrame: self._list,
@@ -277,7 +341,48 @@ class Grammar:
         while not consumed:
             frame = stack[-1]
             stack, consumed = handlers[type(frame)](stack, frame, token)
+        return self._record_item_token(stack, token)
+
+    @staticmethod
+    def _record_item_token(stack: Stack, token: Token) -> Stack:
+        """Add `token` to the result column being read by the innermost SELECT, if any.
+
+        Tokens of a subquery inside a result column go to the subquery's own SELECT, so
+        the enclosing column is marked as not comparable (None) instead.
+        """
+        for position in range(len(stack) - 1, -1, -1):
+            frame = stack[position]
+            if isinstance(frame, SelectFrame):
+                break
+        else:
+            return stack
+        if frame.state == S_ITEM_END and frame.item is not None:
+            stack = (stack[:position] + (frame._replace(item=frame.item + (token,)),)
+                     + stack[position + 1:])
+        if frame.nested:
+            for outer in range(position - 1, -1, -1):
+                enclosing = stack[outer]
+                if isinstance(enclosing, SelectFrame):
+                    if enclosing.state == S_ITEM_END and enclosing.item is not None:
+                        stack = (stack[:outer] + (enclosing._replace(item=None),)
+                                 + stack[outer + 1:])
+                    break
         return stack
+
+    @staticmethod
+    def _finish_item(frame: SelectFrame) -> SelectFrame:
+        """Record the result column just read; reject its third copy.
+
+        Fourteen of Spider's gold queries name one result column twice
+        (``select t1.student_id , ... , t1.student_id``), none three times.
+        """
+        item = frame.item
+        if not item:
+            return frame._replace(item=())
+        if frame.items.count(item) >= MAX_ITEM_COPIES:
+            raise Rejection(RejectReason.SYNTAX,
+                            f"a result column comes more than {MAX_ITEM_COPIES} times")
+        return frame._replace(item=(), items=frame.items + (item,))
 
     def is_complete(self, stack: Stack) -> bool:
         try:
@@ -314,9 +419,10 @@ class Grammar:
             raise self._unexpected(token, "'select'")
 
         if state == S_QUANTIFIER:
+            frame = frame._replace(state=S_ITEM, item=(), items=())
             if word in ("distinct", "all"):
-                return self._set_top(stack, frame._replace(state=S_ITEM)), True
-            return self._set_top(stack, frame._replace(state=S_ITEM)), False
+                return self._set_top(stack, frame), True
+            return self._set_top(stack, frame), False
 
         if state == S_ITEM:
             if token == (SYMBOL, "*"):
@@ -340,7 +446,12 @@ class Grammar:
             raise self._unexpected(token, "a column alias")
 
         if state == S_ALIAS_END:
+            frame = self._finish_item(frame)
             if token == (SYMBOL, ","):
+                limit = self.max_result_columns
+                if limit is not None and len(frame.scope.outputs) >= limit:
+                    raise Rejection(RejectReason.SYNTAX,
+                                    f"more than {limit} result columns in one SELECT")
                 self._check_column_count(frame, more=True)
                 return self._set_top(stack, frame._replace(state=S_ITEM)), True
             self._check_column_count(frame, more=False)
@@ -496,7 +607,7 @@ class Grammar:
             return self._set_top(stack, frame._replace(state=S_NATURAL)), True
         if word == "on" and frame.on_allowed:
             frame = frame._replace(on_allowed=False)
-            return self._set_top(stack, frame) + (ExprFrame(),), True
+            return self._set_top(stack, frame) + (ExprFrame(self_comparison=True),), True
         return self._close_from(stack, frame, S_AFTER_FROM), False
 
     def _end(self, stack: Stack, frame: SelectFrame, token: Token) -> tuple[Stack, bool]:
@@ -512,13 +623,24 @@ class Grammar:
             raise Rejection(RejectReason.UNBALANCED, "the query ends inside '('")
         raise self._unexpected(token, "a clause keyword or the end of the query")
 
-    def _new_name(self, name: str) -> str:
-        """Return `name` for a new alias or qualifier; reject it when it is too long."""
-        limit = self.max_new_name_length
-        if limit is not None and len(name) > limit and name not in self.index.words:
-            raise Rejection(RejectReason.SYNTAX,
-                            f"new name {name[:20]!r}... is longer than {limit} characters")
+    def _new_name(self, name: str, reason: RejectReason = RejectReason.SYNTAX) -> str:
+        """Return `name` for a new alias or qualifier; reject it unless `new_names` allows
+        it or it is a schema name."""
+        if not self._may_be_new_name(name) and name not in self.index.schema_names:
+            rule = self.new_names
+            raise Rejection(reason, f"{name[:20]!r} is not a schema name, and new names are "
+                                    f"{rule.stem!r} and 1 to {rule.max_digits} digits")
         return name
+
+    def _may_be_new_name(self, name: str) -> bool:
+        return self.new_names is None or self.new_names.allows(name)
+
+    def new_name_completions(self, prefix: str) -> list[str]:
+        """Return new names that start with `prefix` and are longer, enough to tell
+        whether one can come here."""
+        if self.new_names is None:
+            return [prefix + "_"]
+        return self.new_names.completions(prefix)
 
     def _bind_alias(self, frame: SelectFrame, alias: str) -> str:
         """Check a new table alias and the references already made through it.
@@ -528,6 +650,10 @@ class Grammar:
         references are checked against the table's columns.
         """
         alias = self._new_name(alias)
+        if self.new_names is not None and frame.scope.has_qualifier(alias):
+            # SQLite accepts it, but no column can then be qualified by it unambiguously.
+            raise Rejection(RejectReason.SYNTAX, f"alias {alias!r} is already bound in this "
+                                                 "FROM clause")
         columns = frame.scope.sources[-1].columns
         if columns is None:
             return alias
@@ -639,6 +765,9 @@ class Grammar:
                 # SQLite resolves ON conditions against the whole FROM clause, so a table
                 # joined later may still provide the column.
                 self._check_plausible(qualifier, column)
+                if (qualifier is not None and self.new_names is not None
+                        and not scope.has_qualifier(qualifier)):
+                    self._check_one_table(scope, qualifier, column)
                 scope = scope._replace(pending=scope.pending + ((qualifier, column),))
                 return stack[:position] + (frame._replace(scope=scope),) + stack[position + 1:]
         raise self._missing(stack, qualifier, column)
@@ -653,11 +782,25 @@ class Grammar:
         that may write any name there loops on made-up names.
         """
         if qualifier is not None and qualifier not in self.index.table_columns:
-            self._new_name(qualifier)
+            self._new_name(qualifier, RejectReason.UNKNOWN_QUALIFIER)
         columns = self.index.all_columns
         if column not in columns:
             raise Rejection(RejectReason.UNKNOWN_COLUMN,
                             f"no column {column!r} in any table of {self.index.db_id!r}")
+
+    def _check_one_table(self, scope: Scope, qualifier: str, column: str) -> None:
+        """Reject a column named through a qualifier not yet bound when no single table has
+        it together with the columns already named through that qualifier.
+
+        NOTE: a subquery in FROM may combine columns of several tables; such a subquery
+        bound to the qualifier later is rejected too. Spider's gold queries never need it.
+        """
+        columns = {name for owner, name in scope.pending if owner == qualifier and name != "*"}
+        columns.add(column)
+        if not any(columns <= names for names in self.index.table_columns.values()):
+            raise Rejection(RejectReason.UNKNOWN_COLUMN,
+                            f"no table has all of {', '.join(sorted(columns))}, the columns "
+                            f"named through {qualifier!r}")
 
     def _missing(self, stack: Stack, qualifier: str | None, column: str) -> Rejection:
         if qualifier is not None:
@@ -713,13 +856,13 @@ class Grammar:
             if token == (SYMBOL, "."):
                 return self._set_top(stack, frame._replace(state=E_DOT)), True
             stack = self._resolve(stack, None, name, len(stack) - 2)
-            return self._set_top(stack, self._after(frame, name)), False
+            return self._set_top(stack, self._after(frame, name, (None, name))), False
 
         if state == E_DOT:
             qualifier = frame.name
             if kind == WORD and (text not in RESERVED or text in self.index.all_columns):
                 stack = self._resolve(stack, qualifier, text, len(stack) - 2)
-                return self._set_top(stack, self._after(frame, text)), True
+                return self._set_top(stack, self._after(frame, text, (qualifier, text))), True
             if token == (SYMBOL, "*") and frame.star_allowed and frame.operands == 0:
                 stack = self._check_star_qualifier(stack, qualifier)
                 return self._set_top(stack, self._after(frame, ("*", qualifier))), True
@@ -749,9 +892,16 @@ class Grammar:
         raise AssertionError(f"unknown expression state {state}")
 
     @staticmethod
-    def _after(frame: ExprFrame, simple) -> ExprFrame:
+    def _after(frame: ExprFrame, simple, reference: tuple | None = None) -> ExprFrame:
+        """Record a finished operand; `reference` is ``(qualifier, column)`` for a column."""
+        side = reference if frame.side is FRESH_SIDE else None
+        if side is not None and side == frame.against and not frame.self_comparison:
+            qualifier, column = side
+            name = column if qualifier is None else f"{qualifier}.{column}"
+            raise Rejection(RejectReason.SYNTAX, f"{name} is compared with itself")
         simple = simple if frame.operands == 0 else None
-        return frame._replace(state=E_AFTER, name="", operands=frame.operands + 1, simple=simple)
+        return frame._replace(state=E_AFTER, name="", operands=frame.operands + 1, simple=simple,
+                              side=side)
 
     def _operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
         kind, text = token
@@ -761,11 +911,13 @@ class Grammar:
             if text == "(":
                 return self._set_top(stack, self._after(frame, None)) + (ParenFrame(),), True
             if text in ("-", "+"):
-                return self._set_top(stack, frame._replace(operands=frame.operands + 1)), True
+                return self._set_top(stack, frame._replace(operands=frame.operands + 1,
+                                                           side=None)), True
             raise self._unexpected(token, "a value, column or '('")
         if kind == WORD:
             if text == "not":
-                return self._set_top(stack, frame._replace(operands=frame.operands + 1)), True
+                return self._set_top(stack, frame._replace(operands=frame.operands + 1,
+                                                           side=None)), True
             if text == "exists":
                 return self._set_top(stack, frame._replace(state=E_EXISTS,
                                                     operands=frame.operands + 1)), True
@@ -778,26 +930,48 @@ class Grammar:
                     raise Rejection(RejectReason.UNKNOWN_QUALIFIER,
                                     f"table {text!r} is not in FROM")
                 raise self._missing(stack, None, text)
-            self._new_name(text)
+            if text not in FUNCTIONS:
+                self._check_operand_name(stack, frame, text)
             return self._set_top(stack, frame._replace(state=E_NAME, name=text)), True
         raise self._unexpected(token, "a value, column or '('")
+
+    def _check_operand_name(self, stack: Stack, frame: ExprFrame, name: str) -> None:
+        """Reject a bare word that can be neither a column nor a qualifier, and, when it can
+        only be a column, one compared with itself."""
+        if self._may_be_new_name(name) or name in self.index.table_columns:
+            return  # it may still be a qualifier: ``t1`` of ``t1.name``
+        if name not in self.index.all_columns:
+            raise self._missing(stack, None, name)
+        if (frame.against == (None, name) and frame.side is FRESH_SIDE
+                and not frame.self_comparison):
+            raise Rejection(RejectReason.SYNTAX, f"{name} is compared with itself")
 
     def _after_operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
         kind, text = token
         if kind == SYMBOL and text in COMPARISON_AND_ARITHMETIC:
             if text in COMPARISONS:
                 frame = self._compare(frame, text)
+                frame = frame._replace(side=FRESH_SIDE, against=self._lone_column(frame),
+                                       operator=text)
+            else:
+                frame = frame._replace(side=None)
             return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
         if kind == WORD:
             if text == "and" and frame.open_betweens:
                 frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens - 1)
                 return self._set_top(stack, frame), True
             if text in ("and", "or"):
-                frame = frame._replace(state=E_OPERAND, simple=None, compared=False)
+                frame = frame._replace(state=E_OPERAND, simple=None, compared=False,
+                                       side=FRESH_SIDE, against=None, self_comparison=False,
+                                       conditions=self._record_condition(frame))
                 return self._set_top(stack, frame), True
             if text in ("like", "glob"):
                 frame = self._compare(frame, text)
+                frame = frame._replace(side=FRESH_SIDE, against=self._lone_column(frame))
                 return self._set_top(stack, frame._replace(state=E_OPERAND, simple=None)), True
+            if text in ("between", "not", "in", "is", "isnull", "notnull"):
+                # These operators take no single column on their right.
+                frame = frame._replace(side=None, against=None)
             if text == "between":
                 frame = self._compare(frame, text)
                 frame = frame._replace(state=E_OPERAND, open_betweens=frame.open_betweens + 1,
@@ -817,7 +991,31 @@ class Grammar:
                 return self._set_top(stack, frame._replace(simple=None)), True
         if frame.open_betweens:
             raise self._unexpected(token, "'and' of 'between'")
+        self._record_condition(frame)
         return self._pop(stack, frame), False
+
+    @staticmethod
+    def _record_condition(frame: ExprFrame) -> frozenset:
+        """Add the comparison of two columns just finished to the chain's conditions;
+        reject it when the chain already has it."""
+        side = frame.side
+        if frame.against is None or side is None or side is FRESH_SIDE:
+            return frame.conditions
+        operator = "=" if frame.operator == "==" else frame.operator
+        if operator in ("=", "!=", "<>"):
+            condition = (operator,) + tuple(sorted((frame.against, side), key=repr))
+        else:
+            condition = (operator, frame.against, side)
+        if condition in frame.conditions:
+            raise Rejection(RejectReason.SYNTAX, "the same comparison of two columns comes "
+                                                 "twice in one condition")
+        return frame.conditions | {condition}
+
+    @staticmethod
+    def _lone_column(frame: ExprFrame) -> tuple | None:
+        """The column reference that is the whole left side of a comparison, or None."""
+        side = frame.side
+        return None if side is None or side is FRESH_SIDE else side
 
     @staticmethod
     def _compare(frame: ExprFrame, operator: str) -> ExprFrame:
