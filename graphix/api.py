@@ -40,8 +40,9 @@ vocabulary; past it the question is rejected as not English."""
 # marks, byte-order marks) carry no words; questions get them as spaces.
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
 INCOMPLETE_MESSAGE = ("constrained decoding found no complete query for this schema: every "
-                      "beam stopped at a dead end or at the length limit. Try more beams "
-                      "(--beams 4) or rephrase the question with the schema's names")
+                      "beam stopped at a dead end or at the length limit, and no short "
+                      "completion of one is valid. Try more beams (--beams 4) or rephrase "
+                      "the question with the schema's names")
 
 
 @dataclass
@@ -64,15 +65,21 @@ class Answer:
     """Count of tables and columns left out of the model input, which were past the
     model's maximum input length. The model did not see them."""
     incomplete: bool = False
-    """True when constrained decoding found no complete query: no beam, and no prefix of a
-    beam, is one. `sql` is then the unfinished top beam, and `error` explains why."""
+    """True when constrained decoding found no complete query: no beam, no prefix of a beam
+    and no grammar completion of one is. `sql` is then the unfinished top beam, and
+    `error` explains why."""
+    completed: bool = False
+    """True when no beam was a complete query (or, with execution-guided choice, none ran),
+    and `sql` is a beam finished by grammar completion: the model did not write its last
+    words (`graphix.decoding.completion`)."""
 
     def to_dict(self) -> dict:
         return {"question": self.question, "sql": self.sql, "dialect": self.dialect,
                 "beams": [{"sql": sql, "score": score} for sql, score in self.beams],
                 "columns": self.columns, "rows": [list(row) for row in self.rows],
                 "truncated": self.truncated, "error": self.error, "timings_ms": self.timings_ms,
-                "cut_items": self.cut_items, "incomplete": self.incomplete}
+                "cut_items": self.cut_items, "incomplete": self.incomplete,
+                "completed": self.completed}
 
 
 def transpile(sql: str, dialect: str) -> str:
@@ -298,10 +305,11 @@ class Text2SQL:
                             cut_items=record["cut_items"])
             complete = True
             if execution_guided:
-                answer.sql, ran = self._choose_executable(answer, schema, timeout_s)
+                answer.sql, ran, answer.completed = self._choose_executable(answer, schema,
+                                                                            timeout_s)
                 complete = ran or not constrained or self._is_complete(answer.sql, schema)
             elif constrained:
-                answer.sql, complete = self._choose_complete(answer, schema)
+                answer.sql, complete, answer.completed = self._choose_complete(answer, schema)
             if not complete:
                 answer.incomplete = True
                 answer.error = INCOMPLETE_MESSAGE
@@ -328,8 +336,13 @@ class Text2SQL:
         with self._lock:
             checker = self._preprocessors.get(key)
             if checker is None:
-                checker = PrefixChecker(schema, with_db_id=not bare_sql,
-                                        implicit_aliases=bare_sql)
+                if bare_sql:
+                    # Finished SQL is checked as SQLite reads it, without the limits that
+                    # keep a decoding model on the training targets' form.
+                    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True,
+                                            new_names=None, max_result_columns=None)
+                else:
+                    checker = PrefixChecker(schema)
                 self._preprocessors[key] = (checker, schema)
             else:
                 checker = checker[0]
@@ -349,35 +362,42 @@ class Text2SQL:
         checker = self._checker(schema, bare_sql=True)
         return checker.is_complete(checker.check(sql))
 
-    def _choose_complete(self, answer: Answer, schema: Schema) -> tuple[str, bool]:
-        """Return the best beam that is a complete query and True.
+    def _choose_complete(self, answer: Answer, schema: Schema) -> tuple[str, bool, bool]:
+        """Return the best beam that is a complete query, True and False.
 
-        Without one, return the longest complete prefix of a beam (best beam first) and
-        True, or else the top beam and False.
+        Without one, return the longest complete prefix of a beam (best beam first), True
+        and False; else a beam finished by grammar completion, True and True; or else the
+        top beam, False and False.
         """
+        from graphix.decoding.completion import complete_query
         from graphix.decoding.execution_guided import complete_prefixes
 
         for sql, _ in answer.beams:
             if self._is_complete(sql, schema):
-                return sql, True
+                return sql, True, False
         checker = self._checker(schema, bare_sql=True)
         for sql, _ in answer.beams:
             prefixes = complete_prefixes(checker, sql)
             if prefixes:
-                return prefixes[0], True
-        return answer.sql, False
+                return prefixes[0], True, False
+        for sql, _ in answer.beams:
+            completed = complete_query(checker, sql)
+            if completed is not None:
+                return completed, True, True
+        return answer.sql, False, False
 
     def _choose_executable(self, answer: Answer, schema: Schema,
-                           timeout_s: float) -> tuple[str, bool]:
-        """Return the SQL that execution-guided choice picks, and whether it ran."""
+                           timeout_s: float) -> tuple[str, bool, bool]:
+        """Return the SQL that execution-guided choice picks, whether it ran, and whether
+        grammar completion finished it."""
         from graphix.decoding import choose_executable
 
         if schema.path is None:
-            return answer.sql, False
+            return answer.sql, False, False
         with ReadOnlyDatabase(schema.path) as database:
             choice = choose_executable([sql for sql, _ in answer.beams], schema, database,
                                        timeout_s=timeout_s)
-        return choice.sql, not choice.fallback
+        return choice.sql, not choice.fallback, choice.completed
 
     @staticmethod
     def _execute(answer: Answer, schema: Schema, max_rows: int, timeout_s: float) -> None:

@@ -187,11 +187,24 @@ def test_constrained_answer_cuts_to_complete_query(tiny, monkeypatch):
     assert answer.rows == [(12,)]
 
 
-def test_constrained_answer_incomplete(tiny, monkeypatch, capsys):
+def test_constrained_answer_completed_by_grammar(tiny, monkeypatch, capsys):
     fake_beams(monkeypatch, "select count(*), avg ( pri", "select count(*), max ( pri")
     answer = tiny.ask("How many?", DEMO_DB, num_beams=2, constrained=True)
-    assert answer.incomplete
-    assert answer.sql == "select count(*), avg ( pri"
+    assert answer.completed and not answer.incomplete
+    assert answer.sql == "select count(*), avg ( 1 )"
+    assert answer.error is None and answer.rows == [(1, 1.0)]
+
+    code = main(["ask", "--db", str(DEMO_DB), "--model", str(tiny.model_dir), "How many?"])
+    assert code == 0
+    assert "completed by the grammar" in capsys.readouterr().out
+
+
+def test_constrained_answer_incomplete(tiny, monkeypatch, capsys):
+    # A beam that stopped inside the header keeps no word to complete.
+    fake_beams(monkeypatch, "", "")
+    answer = tiny.ask("How many?", DEMO_DB, num_beams=2, constrained=True)
+    assert answer.incomplete and not answer.completed
+    assert answer.sql == ""
     assert "no complete query" in answer.error
     assert answer.rows == []
 

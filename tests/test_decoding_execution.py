@@ -75,7 +75,7 @@ def test_require_rows(database, schema, require_rows, expected):
 
 def test_falls_back_to_top_beam(database, schema):
     beams = ["music | select nme from singer", "music | select name from nowhere"]
-    choice = choose_executable(beams, schema, database)
+    choice = choose_executable(beams, schema, database, complete=False)
     assert choice.fallback
     assert choice.index == 0
     assert choice.sql == "select nme from singer"
@@ -101,9 +101,20 @@ def test_cuts_beam_to_runnable_prefix(database, schema):
 
 def test_prefix_search_can_be_turned_off(database, schema):
     beams = ["music | select name from singer where age > 30 and"]
-    choice = choose_executable(beams, schema, database, max_prefixes=0)
+    choice = choose_executable(beams, schema, database, max_prefixes=0, complete=False)
     assert choice.fallback and not choice.cut
     assert choice.sql == "select name from singer where age > 30 and"
+
+
+def test_completes_beam_when_no_prefix_runs(database, schema):
+    # No prefix is complete: t1 is named but never bound.
+    beams = ["music | select avg ( t1.age ) , count ( * ) from singer as t2 join",
+             "music | select nme from singer"]
+    choice = choose_executable(beams, schema, database)
+    assert choice.completed and not choice.cut and not choice.fallback
+    assert choice.index == 0
+    assert choice.sql == ("select avg ( t1.age ) , count ( * ) from singer as t2 join singer "
+                          "as t1")
 
 
 def test_accepts_bare_sql_and_implicit_aliases(database, schema):

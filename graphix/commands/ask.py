@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="query time limit in seconds (default: 10)")
     parser.add_argument("--json", action="store_true",
                         help='print {"sql": ..., "columns": [...], "rows": [...], "error": ..., '
-                             '"incomplete": ...} as JSON')
+                             '"incomplete": ..., "completed": ...} as JSON')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
         if answer.cut_items:
             payload["cut_items"] = answer.cut_items
         payload["incomplete"] = answer.incomplete
+        payload["completed"] = answer.completed
         print(json.dumps(payload, default=str))
         return 1 if answer.error else 0
     print(answer.sql)
+    if answer.completed:
+        print("(the model did not finish this query; its last words were completed by the "
+              "grammar, so it may not answer the question)")
     if answer.incomplete:
         print(f"(incomplete query: {answer.error})")
         return 1

@@ -11,21 +11,29 @@ the length limit, or one that runs into an error late, often starts with a compl
 (``select name from singer where age > 30`` before a broken ``and ...``). For each beam,
 best first, the longest prefixes that end between words and form a complete, valid
 query are run, longest first (at most `max_prefixes` per beam); the first that runs wins.
-Only when that fails too does the choice fall back to the top beam.
+When no prefix runs either, each beam, best first, is finished by grammar completion
+(`graphix.decoding.completion`): cut at a word boundary and completed with the fewest
+words that make a valid query; up to `MAX_COMPLETIONS_RUN` completions per beam are
+run, cheapest first. Only when that fails too does the choice fall back to the top beam.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import islice
 from dataclasses import dataclass, field
 
+from graphix.decoding.completion import completions
 from graphix.decoding.prefix_checker import PrefixChecker
 from graphix.errors import InputError, QueryTimeoutError, SQLExecutionError
 from graphix.execution import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, ReadOnlyDatabase
 from graphix.schema import Schema
 
 logger = logging.getLogger(__name__)
+
+MAX_COMPLETIONS_RUN = 4
+"""Grammar completions of one beam run at most, cheapest first."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class ExecutionChoice:
     verdicts: list[BeamVerdict] = field(default_factory=list)
     cut: bool = False
     """True when `sql` is a prefix of beam `index`, because no whole beam passed."""
+    completed: bool = False
+    """True when `sql` is beam `index` finished by grammar completion, because neither a
+    whole beam nor a prefix of one passed."""
 
 
 def strip_db_id(text: str, db_id: str) -> str:
@@ -64,7 +75,7 @@ def strip_db_id(text: str, db_id: str) -> str:
 def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
                       database: ReadOnlyDatabase, *, timeout_s: float = DEFAULT_TIMEOUT_S,
                       max_rows: int = DEFAULT_MAX_ROWS, require_rows: bool = False,
-                      max_prefixes: int = 2) -> ExecutionChoice:
+                      max_prefixes: int = 2, complete: bool = True) -> ExecutionChoice:
     """Return the first of `beams` (best first) that is valid for the schema and runs.
 
     Each beam is ``db_id | sql`` or bare SQL. A beam passes when the checker accepts it
@@ -72,14 +83,16 @@ def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
     and, with `require_rows`, returns at least one row. Fetching stops after `max_rows`
     rows, so the rest of a long result is neither computed nor timed. Beams after the
     chosen one are not run. When no beam passes, up to `max_prefixes` complete prefixes of
-    each beam are tried (0 turns this off).
+    each beam are tried (0 turns this off), and then, with `complete`, each beam finished
+    by grammar completion.
     """
     if not beams:
         raise InputError("no beams to choose from; generate at least one sequence")
     if isinstance(schema, PrefixChecker):
         schema = schema.index.schema
-    # Unlike decoding, this check need not steer a model, so any valid alias form passes.
-    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True)
+    # Unlike decoding, this check need not steer a model, so any valid alias passes.
+    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True, new_names=None,
+                            max_result_columns=None)
     db_id = checker.index.db_id
 
     verdicts: list[BeamVerdict] = []
@@ -102,6 +115,14 @@ def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
                 logger.debug("no whole beam runs on %s; cut beam %d to a prefix", db_id,
                              verdict.index)
                 return ExecutionChoice(verdict.index, prefix, False, verdicts, cut=True)
+    for verdict in verdicts if complete else ():
+        for completed in islice(completions(checker, verdict.sql), MAX_COMPLETIONS_RUN):
+            if _rejection(checker, database, completed, timeout_s, max_rows,
+                          require_rows) is None:
+                logger.debug("no beam or prefix runs on %s; completed beam %d", db_id,
+                             verdict.index)
+                return ExecutionChoice(verdict.index, completed, False, verdicts,
+                                       completed=True)
     logger.debug("no beam of %d runs on %s; returning the top beam", len(beams), db_id)
     return ExecutionChoice(0, verdicts[0].sql, True, verdicts)
 
