@@ -84,7 +84,7 @@ def test_piece_texts_exclude_special_tokens(tokenizer):
 
 
 def test_processor_masks_invalid_candidates(tokenizer):
-    processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=4)
+    processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=4, stop_early=False)
     prefix = ids_of(tokenizer, "music | select name from")
     space, comma, star = (token_with_text(tokenizer, t) for t in (" ", ",", "*"))
     singer = tokenizer(" singer", add_special_tokens=False).input_ids[-1]
@@ -110,6 +110,26 @@ def test_processor_allows_eos_after_complete_query(tokenizer):
     assert not torch.isfinite(masked[0, closing])
 
 
+def test_processor_lets_model_end_unfinished_query(tokenizer):
+    eos = tokenizer.eos_token_id
+    prefix = ids_of(tokenizer, "music | select name from")
+    scores = scores_favoring(len(tokenizer), [eos])
+    processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2)
+    masked = processor(torch.tensor([prefix]), scores)
+    assert masked[0, eos] == scores[0, eos]
+    assert processor.early_stops == {tuple(prefix)}
+
+    strict = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2, stop_early=False)
+    assert not torch.isfinite(strict(torch.tensor([prefix]), scores)[0, eos])
+    assert not strict.early_stops
+
+    # Not before the first result column: nothing would be left to complete.
+    for text in ("music |", "music | select"):
+        prefix = ids_of(tokenizer, text)
+        masked = processor(torch.tensor([prefix]), scores)
+        assert not torch.isfinite(masked[0, eos]), text
+
+
 def test_processor_falls_back_to_best_valid_token(tokenizer):
     processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2)
     prefix = ids_of(tokenizer, "music | select name from")
@@ -124,14 +144,48 @@ def test_processor_falls_back_to_best_valid_token(tokenizer):
     assert processor.fallbacks == 1
     assert not processor.dead_ends
 
-    # Without the fallback, or when the valid token ranks past it, the sequence ends.
-    for fallback_k in (0, 1):
-        strict = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2,
-                                                  fallback_k=fallback_k)
-        masked = strict(torch.tensor([prefix]), scores)
-        assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [tokenizer.eos_token_id]
-        assert strict.dead_ends == {tuple(prefix)}
-        assert strict.fallbacks == 0
+    # When the valid token ranks past the fallback, the whole vocabulary is searched.
+    short = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2, fallback_k=1)
+    masked = short(torch.tensor([prefix]), scores)
+    assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [space]
+    assert short.fallbacks == 1
+
+    # Without the fallback, the sequence ends.
+    strict = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2, fallback_k=0)
+    masked = strict(torch.tensor([prefix]), scores)
+    assert torch.isfinite(masked[0]).nonzero().flatten().tolist() == [tokenizer.eos_token_id]
+    assert strict.dead_ends == {tuple(prefix)}
+    assert strict.fallbacks == 0
+
+
+def valid_next_tokens(tokenizer, text: str) -> list[int]:
+    """Ids of the pieces that can follow `text` for MUSIC, in id order."""
+    checker = PrefixChecker(MUSIC)
+    state = checker.check(text)
+    return [token_id for token_id, piece in enumerate(piece_texts(tokenizer))
+            if piece and "  " not in text + piece and checker.feed(state, piece).ok]
+
+
+def test_processor_checks_candidates_in_beam_order(tokenizer):
+    vocabulary = len(tokenizer)
+    processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=8)
+    start = ids_of(tokenizer, "music | select")
+    first, second = valid_next_tokens(tokenizer, "music | select")[:2]
+    # Step one: both beams hold the same prefix; two valid tokens lead, at -1 and -2.
+    processor(torch.tensor([start, start]), scores_favoring(vocabulary, [first, second]))
+
+    # Step two: the beam with total -1 has four valid tokens at -1 to -4, enough for the
+    # 2 x 2 continuations beam search keeps. The other beam (total -2) ranks its tokens
+    # at -15 and below, so none of them is checked or kept.
+    ahead = start + [first]
+    ahead_text = tokenizer.decode(ahead[1:])
+    row_scores = scores_favoring(vocabulary, valid_next_tokens(tokenizer, ahead_text)[:4])
+    behind_scores = torch.full((1, vocabulary), -15.0)
+    masked = processor(torch.tensor([ahead, start + [second]]),
+                       torch.cat([row_scores, behind_scores]))
+    assert torch.isfinite(masked[0]).sum() == 4
+    assert not torch.isfinite(masked[1]).any()
+    assert processor.fallbacks == 0 and not processor.dead_ends
 
 
 def test_processor_ends_dead_sequence(tokenizer):
@@ -152,10 +206,12 @@ def test_processor_maps_beams_to_examples(tokenizer):
     rows = torch.tensor([prefix] * 4)
     scores = scores_favoring(len(tokenizer), [token_with_text(tokenizer, " ")]).repeat(4, 1)
     masked = processor(rows, scores)
-    # Two beams per example: rows 0-1 decode for music, rows 2-3 for shop.
-    assert torch.isfinite(masked[:2]).any(dim=1).all()
+    # Two beams per example: rows 0-1 decode for music, rows 2-3 for shop. Beams with
+    # the same prefix are one sequence, checked once, as at the first step of beam search.
+    assert torch.isfinite(masked[0]).any() and not torch.isfinite(masked[1]).any()
     assert processor.dead_ends == {tuple(prefix)}
-    assert masked[2:, tokenizer.eos_token_id].eq(processor.dead_end_score).all()
+    assert masked[2, tokenizer.eos_token_id] == processor.dead_end_score
+    assert not torch.isfinite(masked[3]).any()
 
 
 def test_processor_rejects_uneven_batch(tokenizer):
@@ -179,7 +235,12 @@ def test_processor_rejects_double_space(tokenizer):
 def finished_and_valid(processor, example: int, row: list[int], eos: int) -> bool:
     if eos in row[1:]:
         end = row.index(eos, 1)
-        return processor.is_valid_output(example, row) or tuple(row[:end]) in processor.dead_ends
+        prefix = tuple(row[:end])
+        if prefix in processor.early_stops:
+            # Ended unfinished where EOS was the model's choice: a valid prefix.
+            checker, texts = processor.checkers[example], processor.texts
+            return checker.check("".join(texts[i] for i in prefix[1:])).ok
+        return processor.is_valid_output(example, row) or prefix in processor.dead_ends
     return False
 
 

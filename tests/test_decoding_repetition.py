@@ -55,10 +55,12 @@ def test_limits_must_be_positive():
 
 
 def test_processor_stops_a_loop(tokenizer):  # noqa: F811
-    # The tokenizer writes "name , " as three pieces: " name", " ", ",". Two copies of
-    # them follow "select"; a third " name" would complete a third copy.
-    prefix = ids_of(tokenizer, "music | select name , name , name ,")
-    name, space = token_with_text(tokenizer, " name"), token_with_text(tokenizer, " ")
+    # Two copies of " or age = 1" follow "where age = 1"; the token that ends the next
+    # " or" would complete a third copy. The grammar itself accepts it.
+    looping = ids_of(tokenizer, "music | select name from singer where age = 1 or age = 1 "
+                                "or age = 1 or")
+    prefix, name = looping[:-1], looping[-1]
+    space = token_with_text(tokenizer, " ")
     scores = scores_favoring(len(tokenizer), [name, space])
 
     guarded = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=2)

@@ -13,22 +13,29 @@ token was checked one step earlier.
 
 When all `top_k` candidates of a sequence are rejected, the processor goes on down
 the sequence's ranking, through at most `fallback_k` more tokens, and keeps the first
-token the checker accepts. Inside the ``db_id |`` header and inside a name that is not
-yet a whole word (``c`` of ``concert``), the few pieces that can go on may rank anywhere,
-so there the whole vocabulary is searched, through a character trie of the pieces. A
-small model often ranks no valid token in its top few, most often in the header of an
-unseen database, and without this fallback the whole query would be lost. A sequence
-with no valid token is ended: only EOS stays, with score `dead_end_score`, so beam
-search ranks it below every valid hypothesis. Such sequences are recorded in
-`dead_ends`.
+token the checker accepts. When none of those is valid either, and at once inside the
+``db_id |`` header and inside a name that is not yet a whole word (``c`` of
+``concert``), where the few pieces that can go on may rank anywhere, the whole
+vocabulary is searched, through a character trie of the pieces. A small model often
+ranks no valid token in its top few, most often in the header of an unseen database,
+and without this fallback the whole query would be lost. A sequence with no valid token
+is ended: only EOS stays, with score `dead_end_score`, so beam search ranks it below
+every valid hypothesis. Such sequences are recorded in `dead_ends`.
 
 A `RepetitionGuard` also bans tokens that would extend a loop (the same span over and
 over), which a weak model otherwise writes until the length limit cuts the query off.
+
+Where EOS is a sequence's best next token but its query is not complete (``select
+t1.name from singer`` with ``t1`` never bound), the sequence may end there, with EOS's
+own score (`stop_early`). Forcing it on makes a weak model write on for a hundred tokens
+or more, mostly loops; the unfinished query is instead completed by the grammar after
+the search (`graphix.decoding.completion`), which takes milliseconds.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 import re
 import time
@@ -96,6 +103,51 @@ def piece_trie(texts: tuple[str | None, ...]) -> _TrieNode:
     return root
 
 
+class _Sequence:
+    """One running sequence during a step: its row, prefix, total score and checker state."""
+
+    __slots__ = ("row", "prefix", "total", "state", "ends_with_space", "banned", "accepted",
+                 "exhausted")
+
+    def __init__(self, row: int, prefix: tuple[int, ...], total: float, state: CheckerState,
+                 ends_with_space: bool):
+        self.row = row
+        self.prefix = prefix
+        self.total = total
+        self.state = state
+        self.ends_with_space = ends_with_space
+        self.banned: set[int] | None = None
+        self.accepted = 0
+        self.exhausted = False
+
+
+class _Step:
+    """The inputs of one processor call and the decisions taken so far."""
+
+    def __init__(self, prefixes: list[list[int]], top_ids: list[list[int]],
+                 top_scores: list[list[float]], scores: torch.Tensor, beams: int):
+        self.prefixes = prefixes
+        self.top_ids = top_ids
+        self.top_scores = top_scores
+        self.scores = scores
+        self.beams = beams
+        """Sequences per example; the next step continues this many of them."""
+        self.wanted = max(2, 2 * beams)
+        """Valid continuations to find per example: beam search keeps 2 x beams of them."""
+        self.keep_rows: list[int] = []
+        self.keep_ids: list[int] = []
+        self.forced: list[int] = []
+        self.states: dict[tuple[int, ...], tuple[CheckerState, bool]] = {}
+        self.totals: dict[tuple[int, ...], float] = {}
+
+    def keep(self, row: int, token_id: int) -> None:
+        self.keep_rows.append(row)
+        self.keep_ids.append(token_id)
+
+    def force_end(self, row: int) -> None:
+        self.forced.append(row)
+
+
 class SchemaConstrainedLogitsProcessor(LogitsProcessor):
     """Masks next tokens that would make the decoded ``db_id | sql`` text invalid.
 
@@ -106,18 +158,23 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
             where ``n`` (the number of beams) is inferred from the batch.
         top_k: how many of the best next tokens to check per sequence (default 8).
         fallback_k: how many further tokens, in score order, to check for a sequence
-            whose `top_k` candidates are all rejected (default 256; 0 turns this off).
-            Inside the header or a partly written name, the whole vocabulary is checked.
+            whose `top_k` candidates are all rejected (default 256; 0 turns the fallback
+            off). When none of them is valid, and inside the header or a partly written
+            name, the whole vocabulary is checked.
         repetition: the loop guard (default: `RepetitionGuard()` with its defaults);
             None turns it off.
         with_db_id: whether targets start with ``db_id |`` (default True).
         dead_end_score: the EOS score given to a sequence with no accepted candidate
             (default -1e4).
+        stop_early: whether a sequence may end where EOS is the model's best next token
+            although its query is not complete (default True). Such a sequence is a valid
+            prefix; `graphix.decoding.completion` finishes it after the search.
     """
 
     def __init__(self, tokenizer, schemas: Sequence[Schema | PrefixChecker], *, top_k: int = 8,
                  fallback_k: int = 256, with_db_id: bool = True, dead_end_score: float = -1e4,
-                 repetition: RepetitionGuard | None = DEFAULT_REPETITION_GUARD):
+                 repetition: RepetitionGuard | None = DEFAULT_REPETITION_GUARD,
+                 stop_early: bool = True):
         if top_k < 1:
             raise InputError(f"top_k must be at least 1, got {top_k}")
         if fallback_k < 0:
@@ -141,6 +198,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         self.dead_ends: set[tuple[int, ...]] = set()
         """Token-id prefixes (with the decoder start token) that were ended by force."""
         self._states: dict[tuple[int, ...], tuple[CheckerState, bool]] = {}
+        self._totals: dict[tuple[int, ...], float] = {}
         self.calls = 0
         """Decoding steps processed."""
         self.rebuilt_states = 0
@@ -151,6 +209,10 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Sequence steps where no top-k candidate was valid but a lower-ranked token was."""
         self.repetition_bans = 0
         """Candidate tokens rejected by the repetition guard."""
+        self.stop_early = stop_early
+        self.early_stops: set[tuple[int, ...]] = set()
+        """Token-id prefixes (with the decoder start token) that ended unfinished because
+        EOS was the model's best next token."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, vocabulary = scores.shape
@@ -165,76 +227,127 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
 
         k = min(self.top_k, vocabulary)
         top_scores, top_ids = scores.topk(k, dim=-1)
-        top_ids = top_ids.tolist()
-        finite = torch.isfinite(top_scores).tolist()
-        prefixes = input_ids.tolist()
-
-        keep_rows: list[int] = []
-        keep_ids: list[int] = []
-        states: dict[tuple[int, ...], tuple[CheckerState, bool]] = {}
-        forced: list[int] = []
-        for row in range(rows):
-            prefix = tuple(prefixes[row])
-            checker = self.checkers[row // per_example]
-            accepted = self._accepted_tokens(checker, prefix, top_ids[row], finite[row],
-                                             scores[row], states)
-            if accepted is None:
-                forced.append(row)
-                self.dead_ends.add(prefix)
-                continue
-            keep_rows.extend([row] * len(accepted))
-            keep_ids.extend(accepted)
-        # States of the next step are the accepted extensions of this one.
-        self._states = states
+        step = _Step(input_ids.tolist(), top_ids.tolist(), top_scores.tolist(), scores,
+                     per_example)
+        for example, checker in enumerate(self.checkers):
+            self._select(checker, range(example * per_example, (example + 1) * per_example),
+                         step)
+        # States and totals of the next step are those of this step's accepted tokens.
+        self._states = step.states
+        self._totals = step.totals
 
         keep = torch.zeros_like(scores, dtype=torch.bool)
-        if keep_rows:
-            keep[torch.tensor(keep_rows), torch.tensor(keep_ids)] = True
+        if step.keep_rows:
+            keep[torch.tensor(step.keep_rows), torch.tensor(step.keep_ids)] = True
         masked = scores.masked_fill(~keep, float("-inf"))
-        if forced:
-            masked[torch.tensor(forced), self.eos_token_id] = self.dead_end_score
+        if step.forced:
+            masked[torch.tensor(step.forced), self.eos_token_id] = self.dead_end_score
         self.elapsed_s += time.perf_counter() - start
         return masked
 
-    def _accepted_tokens(self, checker: PrefixChecker, prefix: tuple[int, ...],
-                         candidates: list[int], finite: list[bool], row_scores: torch.Tensor,
-                         states: dict) -> list[int] | None:
-        """Return the accepted next-token ids of one sequence, or None when none is valid.
+    def _select(self, checker: PrefixChecker, rows: range, step: _Step) -> None:
+        """Accept the best `step.wanted` valid continuations of one example's sequences.
 
-        These are the valid ids among `candidates` (the top k), else the best valid id
-        further down `row_scores`.
+        Beam search keeps the 2 x beams best continuations by total score (the sequence's
+        log-probability so far plus the token's), so candidates are checked in that order
+        across the example's sequences, and checking stops once enough are valid. A
+        sequence whose top `top_k` tokens are all invalid is searched further only while
+        its best possible total can still beat the continuations already accepted.
         """
-        body = prefix[1:]
-        if self.eos_token_id in body:
-            # A finished sequence in greedy search is padded until the batch is done.
-            return [self.pad_token_id]
-        state, ends_with_space = self._state(checker, prefix)
-        if not state.ok:
-            return None
-        banned = self.repetition.banned(body) if self.repetition is not None else set()
-        accepted = []
-        for token_id, is_finite in zip(candidates, finite):
-            if not is_finite:
+        live = []
+        seen = set()
+        for row in rows:
+            prefix = tuple(step.prefixes[row])
+            if prefix in seen:
+                continue  # at the first step every beam holds the same start token
+            seen.add(prefix)
+            if self.eos_token_id in prefix[1:]:
+                # A finished sequence in greedy search is padded until the batch is done.
+                step.keep(row, self.pad_token_id)
                 continue
-            if token_id in banned:
-                self.repetition_bans += 1
+            total = self._totals.get(prefix)
+            if total is None:
+                if self._totals:
+                    continue  # a filler beam that no accepted token made: never chosen
+                total = 0.0
+            state, ends_with_space = self._state(checker, prefix)
+            if not state.ok:
+                step.force_end(row)
+                self.dead_ends.add(prefix)
                 continue
-            if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
-                accepted.append(token_id)
-        if accepted:
-            return accepted
-        best = self._best_valid_token(checker, state, ends_with_space, prefix, row_scores,
-                                      len(candidates), states, banned)
-        if best is None:
-            return None
-        self.fallbacks += 1
-        return [best]
+            live.append(_Sequence(row, prefix, total, state, ends_with_space))
+        if not live:
+            return
+
+        accepted: list[tuple[float, _Sequence, int]] = []
+        queue = [(-(sequence.total + step.top_scores[sequence.row][0]), position, 0)
+                 for position, sequence in enumerate(live)]
+        heapq.heapify(queue)
+        while queue and len(accepted) < step.wanted:
+            negative, position, rank = heapq.heappop(queue)
+            sequence = live[position]
+            if rank + 1 < len(step.top_ids[sequence.row]):
+                following = sequence.total + step.top_scores[sequence.row][rank + 1]
+                heapq.heappush(queue, (-following, position, rank + 1))
+            else:
+                sequence.exhausted = True
+            if negative == float("inf"):
+                continue
+            token_id = step.top_ids[sequence.row][rank]
+            if self._check(checker, sequence, token_id, step):
+                accepted.append((-negative, sequence, token_id))
+                sequence.accepted += 1
+
+        # The next step continues the best `beams` sequences, so a token found further
+        # down a ranking matters only when it beats the `beams`-th accepted one.
+        full = len(accepted) >= step.beams
+        threshold = accepted[step.beams - 1][0] if full else float("-inf")
+        for sequence in live:
+            if sequence.accepted or not sequence.exhausted:
+                continue
+            lowest = sequence.total + step.top_scores[sequence.row][-1]
+            if lowest <= threshold:
+                continue  # nothing further down this sequence's ranking can be kept
+            best = self._best_valid_token(checker, sequence, step, threshold)
+            if best is None:
+                if not full:
+                    step.force_end(sequence.row)
+                    self.dead_ends.add(sequence.prefix)
+                continue
+            self.fallbacks += 1
+            accepted.append((sequence.total + float(step.scores[sequence.row, best]), sequence,
+                             best))
+        for total, sequence, token_id in accepted:
+            step.keep(sequence.row, token_id)
+            step.totals[sequence.prefix + (token_id,)] = total
+
+    def _check(self, checker: PrefixChecker, sequence: _Sequence, token_id: int,
+               step: _Step) -> bool:
+        """Check one candidate token, counting repetition bans."""
+        if token_id in self._banned(sequence):
+            self.repetition_bans += 1
+            return False
+        return self._accepts(checker, sequence.state, sequence.ends_with_space,
+                             sequence.prefix, token_id, step.states)
+
+    def _banned(self, sequence: _Sequence) -> set[int]:
+        if sequence.banned is None:
+            body = sequence.prefix[1:]
+            sequence.banned = self.repetition.banned(body) if self.repetition else set()
+        return sequence.banned
 
     def _accepts(self, checker: PrefixChecker, state: CheckerState, ends_with_space: bool,
                  prefix: tuple[int, ...], token_id: int, states: dict) -> bool:
         """Check one next token; store the extended state in `states` when it is valid."""
         if token_id == self.eos_token_id:
-            return checker.is_complete(state)
+            if checker.is_complete(state):
+                return True
+            if self.stop_early and checker.has_started(state):
+                # The model may end an unfinished query: grammar completion finishes it
+                # after the search, rather than the model being forced to go on.
+                self.early_stops.add(prefix)
+                return True
+            return False
         text = self.texts[token_id]
         if text is None or (ends_with_space and text[0] == " ") or "  " in text:
             # Targets are normalized to single spaces; a second one only pads.
@@ -245,37 +358,44 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         states[prefix + (token_id,)] = (extended, text[-1] == " ")
         return True
 
-    def _best_valid_token(self, checker: PrefixChecker, state: CheckerState,
-                          ends_with_space: bool, prefix: tuple[int, ...],
-                          row_scores: torch.Tensor, skip: int, states: dict,
-                          banned: set[int]) -> int | None:
-        """Return the best valid token ranked from `skip` to `skip + fallback_k`, or None."""
+    def _best_valid_token(self, checker: PrefixChecker, sequence: _Sequence, step: _Step,
+                          threshold: float) -> int | None:
+        """Return the best valid token of a sequence whose top `top_k` are all invalid.
+
+        The search goes down the ranking from `top_k` through `fallback_k` more tokens,
+        then over the whole vocabulary; tokens whose total cannot pass `threshold` are
+        not checked. Returns None when no such token is valid.
+        """
         if not self.fallback_k:
             return None
+        state, row_scores = sequence.state, step.scores[sequence.row]
+        banned = self._banned(sequence)
         # Inside the header or a name that is not yet a whole word (``c`` of ``concert``),
-        # the pieces that can finish the name may rank anywhere. So the whole vocabulary
-        # is searched there.
+        # the pieces that can finish the name may rank anywhere, so the ranked search is
+        # skipped there.
         in_name = state.header is not None or (
             state.lexer.mode == sql_lexer.IN_WORD and not checker.feed(state, " ").ok)
-        if in_name:
-            return self._best_name_piece(checker, state, ends_with_space, prefix, row_scores,
-                                         states, banned)
-        count = min(skip + self.fallback_k, row_scores.numel())
-        ranking = row_scores.topk(count).indices[skip:]
-        finite = torch.isfinite(row_scores[ranking]).tolist()
-        for token_id, is_finite in zip(ranking.tolist(), finite):
-            if not is_finite:
-                break
-            if token_id in banned:
-                continue
-            if self._accepts(checker, state, ends_with_space, prefix, token_id, states):
-                return token_id
-        return None
+        if not in_name:
+            skip = len(step.top_ids[sequence.row])
+            count = min(skip + self.fallback_k, row_scores.numel())
+            ranked_scores, ranking = row_scores.topk(count)
+            for token_id, score in zip(ranking[skip:].tolist(), ranked_scores[skip:].tolist()):
+                if sequence.total + score <= threshold:
+                    return None
+                if token_id not in banned and self._accepts(
+                        checker, state, sequence.ends_with_space, sequence.prefix, token_id,
+                        step.states):
+                    return token_id
+        # When few tokens are valid (only ``.`` after ``t1``), none may rank near the top.
+        best = self._best_piece(checker, state, sequence.ends_with_space, sequence.prefix,
+                                row_scores, step.states, banned)
+        if best is None or sequence.total + float(row_scores[best]) <= threshold:
+            return None
+        return best
 
-    def _best_name_piece(self, checker: PrefixChecker, state: CheckerState,
-                         ends_with_space: bool, prefix: tuple[int, ...],
-                         row_scores: torch.Tensor, states: dict,
-                         banned: set[int]) -> int | None:
+    def _best_piece(self, checker: PrefixChecker, state: CheckerState, ends_with_space: bool,
+                    prefix: tuple[int, ...], row_scores: torch.Tensor, states: dict,
+                    banned: set[int]) -> int | None:
         """Return the best-scoring valid token of the whole vocabulary, or None.
 
         The search walks the piece trie one character at a time while the checker accepts
