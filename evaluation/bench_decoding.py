@@ -83,6 +83,7 @@ def main() -> int:
     names = list(MODES)
     predictions = {name: [] for name in names}
     seconds = dict.fromkeys(names, 0.0)
+    completed = dict.fromkeys(names, 0)
     for number, start in enumerate(range(0, len(examples), args.chunk)):
         chunk = examples[start:start + args.chunk]
         shift = number % len(names)
@@ -93,6 +94,7 @@ def main() -> int:
                                      execute=False, batch_size=args.chunk, **MODES[name])
             seconds[name] += time.perf_counter() - began
             predictions[name].extend(" ".join(a.sql.split()) for a in answers)
+            completed[name] += sum(a.completed for a in answers)
         print(f"\r{start + len(chunk)}/{len(examples)} examples", end="", file=sys.stderr,
               flush=True)
     print(file=sys.stderr)
@@ -116,7 +118,8 @@ def main() -> int:
             rows.append({"mode": name, "em": em / max(decided_em, 1),
                          "ex": ex / max(decided_ex, 1), "fail": failures / max(runnable, 1),
                          "failures": failures, "runnable": runnable,
-                         "ms_per_question": 1000 * seconds[name] / len(examples)})
+                         "ms_per_question": 1000 * seconds[name] / len(examples),
+                         "completed": completed[name]})
     if args.out_dir:
         out = Path(args.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +130,11 @@ def main() -> int:
                 encoding="utf-8")
 
     beam_ms = next(r["ms_per_question"] for r in rows if r["mode"] == "beam 4")
-    header = ("| decoding | EM | EX | fails to execute | ms per question | time vs beam 4 |\n"
-              "|---|---:|---:|---:|---:|---:|")
+    header = ("| decoding | EM | EX | fails to execute | completed by grammar | ms per question "
+              "| time vs beam 4 |\n|---|---:|---:|---:|---:|---:|---:|")
     lines = [header] + [
         f"| {r['mode']} | {100 * r['em']:.1f} | {100 * r['ex']:.1f} | "
-        f"{100 * r['fail']:.1f} % ({r['failures']}/{r['runnable']}) | "
+        f"{100 * r['fail']:.1f} % ({r['failures']}/{r['runnable']}) | {r['completed']} | "
         f"{r['ms_per_question']:.0f} | {r['ms_per_question'] / beam_ms:.2f}x |"
         for r in rows]
     table = "\n".join(lines)
