@@ -41,7 +41,7 @@ vocabulary; past it the question is rejected as not English."""
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
 INCOMPLETE_MESSAGE = ("constrained decoding found no complete query for this schema: every "
                       "beam stopped at a dead end or at the length limit, and no short "
-                      "completion of one is valid. Try more beams (--beams 4) or rephrase "
+                      "completion of one is valid. Try a wider beam (--beams) or rephrase "
                       "the question with the schema's names")
 
 
@@ -340,7 +340,7 @@ class Text2SQL:
                     # Finished SQL is checked as SQLite reads it, without the limits that
                     # keep a decoding model on the training targets' form.
                     checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True,
-                                            new_names=None, max_result_columns=None)
+                                            strict=False)
                 else:
                     checker = PrefixChecker(schema)
                 self._preprocessors[key] = (checker, schema)

@@ -38,7 +38,7 @@ def music() -> PrefixChecker:
 
 @pytest.fixture(scope="module")
 def music_any_alias() -> PrefixChecker:
-    return PrefixChecker(MUSIC, new_names=None)
+    return PrefixChecker(MUSIC, strict=False)
 
 
 def character_prefixes_accepted(checker: PrefixChecker, text: str) -> str | None:
@@ -335,10 +335,28 @@ def test_unsupported_gold_fails_in_sqlite(spider):
             connection.close()
 
 
+@pytest.mark.parametrize("sql", [
+    "select name , name , name from singer",
+    "select name from singer where age = age",
+    "select name from singer as t1 join concert as t1",
+    "select s.name from singer as s where s.age > 3 and s.age > 3",
+])
+def test_loose_checker_follows_sqlite(sql):
+    loose = PrefixChecker(MUSIC, with_db_id=False, strict=False)
+    assert loose.accepts_query(sql)
+    assert not PrefixChecker(MUSIC, with_db_id=False).accepts_query(sql)
+
+
+def test_table_aliased_by_own_name():
+    checker = PrefixChecker(make_schema("odd", {"t1": ["id", "name"], "t2": ["id"]}))
+    assert checker.accepts_query("odd | select t1.name from t1 as t1 join t2 as t2 "
+                                 "on t1.id = t2.id")
+
+
 def test_implicit_aliases_are_optional():
     sql = "music | select s.name from singer s join stadium t on s.country = t.location"
     assert not PrefixChecker(MUSIC).accepts_prefix(sql)
-    assert PrefixChecker(MUSIC, implicit_aliases=True, new_names=None).accepts_query(sql)
+    assert PrefixChecker(MUSIC, implicit_aliases=True, strict=False).accepts_query(sql)
 
 
 def test_keyword_table_name_rejected():

@@ -15,8 +15,7 @@ from test_decoding_checker import MUSIC, VALID
 
 @pytest.fixture(scope="module")
 def checker() -> PrefixChecker:
-    return PrefixChecker(MUSIC, with_db_id=False, implicit_aliases=True, new_names=None,
-                         max_result_columns=None)
+    return PrefixChecker(MUSIC, with_db_id=False, implicit_aliases=True, strict=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,8 @@ def connection():
 
 @pytest.mark.parametrize("sql, completed", [
     ("select name from singer where ( age > 3", "select name from singer where ( age > 3 )"),
-    ("select name from singer where name = 'abc", "select name from singer where name = 'abc '"),
+    ("select name from singer where name = 'abc", "select name from singer where name = 'abc'"),
+    ("select t1.name from", "select t1.name from singer as t1"),
     ("select avg ( t1.age ) , count ( * ) from concert as t2 join",
      "select avg ( t1.age ) , count ( * ) from concert as t2 join singer as t1"),
     ("select t1.name , t2.year from singer as t1 join concert as t2 on t1.singer_id =",
@@ -64,10 +64,10 @@ def test_completions_come_cheapest_first(checker):
 
 
 def test_unbindable_alias_is_cut_away(checker):
-    # No table has both `year` and `age`, so `t1` can never be bound: the result
-    # columns that name it are dropped.
+    # No table has both `year` and `age`, so `t1` can never be bound to both: the result
+    # column `t1.age` and all after it are dropped.
     sql = "select count ( * ) , t1.year , t1.age from concert as t2 join concert as t3 on"
-    assert complete_query(checker, sql) == "select count ( * ) , 1"
+    assert complete_query(checker, sql) == "select count ( * ) , t1.year , 1 from concert as t1"
 
 
 def runs(connection, sql: str) -> bool:

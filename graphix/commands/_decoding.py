@@ -15,4 +15,5 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, *, constrained: bool
     parser.add_argument("--execution-guided", action="store_true",
                         help="return the best beam that names only schema items and runs "
                              "without error, else the longest runnable complete prefix of "
-                             "a beam (use with --beams > 1)")
+                             "a beam, else a runnable grammar completion of a beam (use "
+                             "with --beams > 1)")

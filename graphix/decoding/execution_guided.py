@@ -91,8 +91,7 @@ def choose_executable(beams: Sequence[str], schema: Schema | PrefixChecker,
     if isinstance(schema, PrefixChecker):
         schema = schema.index.schema
     # Unlike decoding, this check need not steer a model, so any valid alias passes.
-    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True, new_names=None,
-                            max_result_columns=None)
+    checker = PrefixChecker(schema, with_db_id=False, implicit_aliases=True, strict=False)
     db_id = checker.index.db_id
 
     verdicts: list[BeamVerdict] = []

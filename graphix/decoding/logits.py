@@ -25,9 +25,9 @@ every valid hypothesis. Such sequences are recorded in `dead_ends`.
 A `RepetitionGuard` also bans tokens that would extend a loop (the same span over and
 over), which a weak model otherwise writes until the length limit cuts the query off.
 
-Where EOS is a sequence's best next token but its query is not complete (``select
+Where EOS ranks among a sequence's candidates but its query is not complete (``select
 t1.name from singer`` with ``t1`` never bound), the sequence may end there, with EOS's
-own score (`stop_early`). Forcing it on makes a weak model write on for a hundred tokens
+own score (`stop_early`), provided its last word is whole (not ``con`` of ``concert``). Forcing it on makes a weak model write on for a hundred tokens
 or more, mostly loops; the unfinished query is instead completed by the grammar after
 the search (`graphix.decoding.completion`), which takes milliseconds.
 """
@@ -132,7 +132,7 @@ class _Step:
         self.scores = scores
         self.beams = beams
         """Sequences per example; the next step continues this many of them."""
-        self.wanted = max(2, 2 * beams)
+        self.continuations = max(2, 2 * beams)
         """Valid continuations to find per example: beam search keeps 2 x beams of them."""
         self.keep_rows: list[int] = []
         self.keep_ids: list[int] = []
@@ -166,9 +166,10 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         with_db_id: whether targets start with ``db_id |`` (default True).
         dead_end_score: the EOS score given to a sequence with no accepted candidate
             (default -1e4).
-        stop_early: whether a sequence may end where EOS is the model's best next token
-            although its query is not complete (default True). Such a sequence is a valid
-            prefix; `graphix.decoding.completion` finishes it after the search.
+        stop_early: whether a sequence may end, where EOS ranks among its candidates,
+            although its query is not complete (default True); not before its first
+            result column or inside a word. Such a sequence is a valid prefix, and
+            `graphix.decoding.completion` finishes it after the search.
     """
 
     def __init__(self, tokenizer, schemas: Sequence[Schema | PrefixChecker], *, top_k: int = 8,
@@ -211,8 +212,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Candidate tokens rejected by the repetition guard."""
         self.stop_early = stop_early
         self.early_stops: set[tuple[int, ...]] = set()
-        """Token-id prefixes (with the decoder start token) that ended unfinished because
-        EOS was the model's best next token."""
+        """Token-id prefixes (with the decoder start token) that the model ended unfinished."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, vocabulary = scores.shape
@@ -246,7 +246,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         return masked
 
     def _select(self, checker: PrefixChecker, rows: range, step: _Step) -> None:
-        """Accept the best `step.wanted` valid continuations of one example's sequences.
+        """Accept the best `step.continuations` valid continuations of one example's sequences.
 
         Beam search keeps the 2 x beams best continuations by total score (the sequence's
         log-probability so far plus the token's), so candidates are checked in that order
@@ -259,7 +259,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         for row in rows:
             prefix = tuple(step.prefixes[row])
             if prefix in seen:
-                continue  # at the first step every beam holds the same start token
+                continue  # at the first step every beam contains only the start token
             seen.add(prefix)
             if self.eos_token_id in prefix[1:]:
                 # A finished sequence in greedy search is padded until the batch is done.
@@ -283,7 +283,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         queue = [(-(sequence.total + step.top_scores[sequence.row][0]), position, 0)
                  for position, sequence in enumerate(live)]
         heapq.heapify(queue)
-        while queue and len(accepted) < step.wanted:
+        while queue and len(accepted) < step.continuations:
             negative, position, rank = heapq.heappop(queue)
             sequence = live[position]
             if rank + 1 < len(step.top_ids[sequence.row]):
@@ -342,7 +342,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         if token_id == self.eos_token_id:
             if checker.is_complete(state):
                 return True
-            if self.stop_early and checker.has_started(state):
+            if self.stop_early and checker.has_started(state) and checker.feed(state, " ").ok:
                 # The model may end an unfinished query: grammar completion finishes it
                 # after the search, rather than the model being forced to go on.
                 self.early_stops.add(prefix)
@@ -363,7 +363,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Return the best valid token of a sequence whose top `top_k` are all invalid.
 
         The search goes down the ranking from `top_k` through `fallback_k` more tokens,
-        then over the whole vocabulary; tokens whose total cannot pass `threshold` are
+        then over the whole vocabulary. Tokens whose total cannot pass `threshold` are
         not checked. Returns None when no such token is valid.
         """
         if not self.fallback_k:

@@ -57,18 +57,20 @@ class PrefixChecker:
     `with_db_id=False` checks bare SQL without the header. `implicit_aliases=True` also
     accepts table aliases without ``as`` (``from singer s``). They are off by default
     because normalized targets always write ``as``. Without that rule, any word after a
-    table name would pass as an alias. `new_names` says which aliases a query may
-    introduce: by default ``t1`` to ``t9``, the form of the training targets
-    (`NUMBERED_ALIASES`); None accepts any. `max_result_columns` caps the result columns
-    of one SELECT (default 8); None lifts the cap.
+    table name would pass as an alias. `strict` (the default) adds the rules that keep a
+    decoding model on the form of the training targets (see `Grammar.strict`); checks
+    of finished SQL turn it off. Under them, `new_names` sets which aliases a query may
+    introduce: by default ``t1`` to ``t9`` (`NUMBERED_ALIASES`), and None accepts any.
+    `max_result_columns` caps the result columns of one SELECT (default 8); None lifts
+    the cap.
     """
 
     def __init__(self, schema: Schema, *, with_db_id: bool = True,
-                 implicit_aliases: bool = False,
+                 implicit_aliases: bool = False, strict: bool = True,
                  new_names: NewNames | None = NUMBERED_ALIASES,
                  max_result_columns: int | None = DEFAULT_MAX_RESULT_COLUMNS):
         self.index = SchemaIndex(schema)
-        self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases,
+        self.grammar = Grammar(self.index, implicit_aliases=implicit_aliases, strict=strict,
                                new_names=new_names, max_result_columns=max_result_columns)
         self.db_id = schema.db_id.lower()
         self.with_db_id = with_db_id

@@ -41,6 +41,9 @@ and a lost model loops through them:
   ``t1`` to ``t9`` (see `NewNames`), a table alias bound twice in one FROM clause, and
   columns named through one unbound qualifier that no single table has together.
 
+All of these rules but the first apply only with ``strict`` (the default), which decoding
+uses; finished SQL is checked without them.
+
 It rejects as well what SQLite itself rejects only when the query runs: an aggregate call
 inside another aggregate's arguments or in WHERE, ON or GROUP BY, and compound cores with
 different numbers of result columns.
@@ -243,7 +246,7 @@ class SelectFrame(NamedTuple):
     compound_names: frozenset[str] = frozenset()
     """Result column names of the earlier cores of a compound query."""
     item: tuple | None = ()
-    """The tokens of the result column being read; None when it holds a subquery."""
+    """The tokens of the result column being read; None when it contains a subquery."""
     items: tuple = ()
     """The token tuples of the earlier result columns of this core."""
 
@@ -315,15 +318,20 @@ class Grammar:
     """Feeds tokens to parse states of SQL queries over one schema."""
 
     def __init__(self, schema: Schema | SchemaIndex, *, implicit_aliases: bool = False,
-                 new_names: NewNames | None = NUMBERED_ALIASES,
+                 strict: bool = True, new_names: NewNames | None = NUMBERED_ALIASES,
                  max_result_columns: int | None = DEFAULT_MAX_RESULT_COLUMNS):
         self.index = schema if isinstance(schema, SchemaIndex) else SchemaIndex(schema)
         self.implicit_aliases = implicit_aliases
         """Whether a table alias may follow its table without ``as`` (``from singer s``)."""
-        self.new_names = new_names
+        self.strict = strict
+        """Whether the rules that keep a decoding model on the training queries' form
+        apply: `new_names`, `max_result_columns`, no alias bound twice, no column compared
+        with itself, no comparison or result column repeated, one table per unbound
+        qualifier. Without them the grammar follows SQLite's own rules."""
+        self.new_names = new_names if strict else None
         """The aliases and unbound qualifiers a query may introduce; None allows any name."""
-        self.max_result_columns = max_result_columns
-        """The most result columns one SELECT may have; None for no limit."""
+        self.max_result_columns = max_result_columns if strict else None
+        """The maximum number of result columns of one SELECT; None for no limit."""
         self._handlers = {
             SelectFrame: self._select, ExprFrame: self._expr, ArgsFrame: self._args,
             ParenFrame: self._paren, ListFrame: self._list,
@@ -341,7 +349,7 @@ class Grammar:
         while not consumed:
             frame = stack[-1]
             stack, consumed = handlers[type(frame)](stack, frame, token)
-        return self._record_item_token(stack, token)
+        return self._record_item_token(stack, token) if self.strict else stack
 
     @staticmethod
     def _record_item_token(stack: Stack, token: Token) -> Stack:
@@ -369,15 +377,14 @@ class Grammar:
                     break
         return stack
 
-    @staticmethod
-    def _finish_item(frame: SelectFrame) -> SelectFrame:
+    def _finish_item(self, frame: SelectFrame) -> SelectFrame:
         """Record the result column just read; reject its third copy.
 
         Fourteen of Spider's gold queries name one result column twice
         (``select t1.student_id , ... , t1.student_id``), none three times.
         """
         item = frame.item
-        if not item:
+        if not item or not self.strict:
             return frame._replace(item=())
         if frame.items.count(item) >= MAX_ITEM_COPIES:
             raise Rejection(RejectReason.SYNTAX,
@@ -650,7 +657,7 @@ class Grammar:
         references are checked against the table's columns.
         """
         alias = self._new_name(alias)
-        if self.new_names is not None and frame.scope.has_qualifier(alias):
+        if self.strict and any(source.key == alias for source in frame.scope.sources[:-1]):
             # SQLite accepts it, but no column can then be qualified by it unambiguously.
             raise Rejection(RejectReason.SYNTAX, f"alias {alias!r} is already bound in this "
                                                  "FROM clause")
@@ -765,7 +772,7 @@ class Grammar:
                 # SQLite resolves ON conditions against the whole FROM clause, so a table
                 # joined later may still provide the column.
                 self._check_plausible(qualifier, column)
-                if (qualifier is not None and self.new_names is not None
+                if (qualifier is not None and self.strict
                         and not scope.has_qualifier(qualifier)):
                     self._check_one_table(scope, qualifier, column)
                 scope = scope._replace(pending=scope.pending + ((qualifier, column),))
@@ -1011,11 +1018,16 @@ class Grammar:
                                                  "twice in one condition")
         return frame.conditions | {condition}
 
-    @staticmethod
-    def _lone_column(frame: ExprFrame) -> tuple | None:
-        """The column reference that is the whole left side of a comparison, or None."""
+    def _lone_column(self, frame: ExprFrame) -> tuple | None:
+        """Return the column reference that is the whole left side of a comparison, or None.
+
+        Without `strict`, it is always None, which turns off the checks of columns
+        compared with themselves and of repeated comparisons.
+        """
         side = frame.side
-        return None if side is None or side is FRESH_SIDE else side
+        if not self.strict or side is None or side is FRESH_SIDE:
+            return None
+        return side
 
     @staticmethod
     def _compare(frame: ExprFrame, operator: str) -> ExprFrame:
