@@ -365,25 +365,20 @@ class Text2SQL:
     def _choose_complete(self, answer: Answer, schema: Schema) -> tuple[str, bool, bool]:
         """Return the best beam that is a complete query, True and False.
 
-        Without one, return the longest complete prefix of a beam (best beam first), True
-        and False; else a beam finished by grammar completion, True and True; or else the
-        top beam, False and False.
+        Without one, return the cheapest cut or grammar completion of a beam (see
+        `completions_of_beams`), True, and whether words were added; or else the top beam,
+        False and False.
         """
-        from graphix.decoding.completion import complete_query
-        from graphix.decoding.execution_guided import complete_prefixes
+        from graphix.decoding.completion import completions_of_beams
 
         for sql, _ in answer.beams:
             if self._is_complete(sql, schema):
                 return sql, True, False
         checker = self._checker(schema, bare_sql=True)
-        for sql, _ in answer.beams:
-            prefixes = complete_prefixes(checker, sql)
-            if prefixes:
-                return prefixes[0], True, False
-        for sql, _ in answer.beams:
-            completed = complete_query(checker, sql)
-            if completed is not None:
-                return completed, True, True
+        found = completions_of_beams(checker, [sql for sql, _ in answer.beams], per_beam=1)
+        if found:
+            completion = found[0][1]
+            return completion.sql, True, completion.steps > 0
         return answer.sql, False, False
 
     def _choose_executable(self, answer: Answer, schema: Schema,

@@ -177,12 +177,18 @@ def fake_beams(monkeypatch, *sqls):
 
 
 def test_constrained_answer_cuts_to_complete_query(tiny, monkeypatch):
-    # The first beam has no complete prefix ("select title" needs its FROM); the second
-    # is cut after a complete query.
+    # The first beam needs a word dropped and one added (cost 2); the second is cut
+    # after a complete query (cost 1, plus 1 for its place). The tie goes to the cut,
+    # which adds no word; when the first beam's cost grows, the cut wins on its own.
     fake_beams(monkeypatch, "select title from bo", "select count(*) from book where")
     answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, constrained=True)
     assert answer.sql == "select count(*) from book"
-    assert not answer.incomplete
+    assert not answer.completed and not answer.incomplete
+
+    fake_beams(monkeypatch, "select title , nme , nme from", "select count(*) from book where")
+    answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, constrained=True)
+    assert answer.sql == "select count(*) from book"
+    assert not answer.completed and not answer.incomplete
     assert answer.error is None
     assert answer.rows == [(12,)]
 

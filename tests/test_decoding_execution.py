@@ -75,7 +75,7 @@ def test_require_rows(database, schema, require_rows, expected):
 
 def test_falls_back_to_top_beam(database, schema):
     beams = ["music | select nme from singer", "music | select name from nowhere"]
-    choice = choose_executable(beams, schema, database, complete=False)
+    choice = choose_executable(beams, schema, database, max_completions=0)
     assert choice.fallback
     assert choice.index == 0
     assert choice.sql == "select nme from singer"
@@ -83,26 +83,36 @@ def test_falls_back_to_top_beam(database, schema):
 
 
 def test_cuts_beam_to_runnable_prefix(database, schema):
+    # Cutting `5 6` costs two words; no added word makes `limit 1 5` valid.
+    choice = choose_executable(["music | select name from singer limit 1 5 6"], schema,
+                               database)
+    assert choice.cut and not choice.completed and not choice.fallback
+    assert choice.sql == "select name from singer limit 1"
+
+    # The cheap completions keep `order by 3`, which fails in SQLite with one result
+    # column; the longest complete prefix runs.
+    choice = choose_executable(["music | select name from singer order by 3 ,"], schema,
+                               database)
+    assert choice.cut and choice.sql == "select name from singer"
+
+
+def test_choice_ranks_cuts_across_beams(database, schema):
     beams = ["music | select nme from singer",
              "music | select name from singer where age > 30 order by age , age , ag",
              "music | select count ( * ) from singer where"]
     choice = choose_executable(beams, schema, database)
-    assert choice.cut and not choice.fallback
+    # Beam 1 is cut by two words (cost 2, plus 1 for its place); beam 0 drops three words
+    # and adds one, and beam 2 drops one word but sits two places down.
     assert choice.index == 1
+    assert choice.cut and not choice.completed
     assert choice.sql == "select name from singer where age > 30 order by age , age"
     assert [verdict.accepted for verdict in choice.verdicts] == [False, False, False]
 
-    # A prefix that fails in SQLite (ORDER BY a column number out of range) is skipped.
-    beams = ["music | select name from singer order by 3 ,"]
-    choice = choose_executable(beams, schema, database)
-    assert choice.cut and choice.sql == "select name from singer"
-    assert choose_executable(beams, schema, database, max_prefixes=1).fallback
 
-
-def test_prefix_search_can_be_turned_off(database, schema):
+def test_completion_search_can_be_turned_off(database, schema):
     beams = ["music | select name from singer where age > 30 and"]
-    choice = choose_executable(beams, schema, database, max_prefixes=0, complete=False)
-    assert choice.fallback and not choice.cut
+    choice = choose_executable(beams, schema, database, max_completions=0)
+    assert choice.fallback and not choice.cut and not choice.completed
     assert choice.sql == "select name from singer where age > 30 and"
 
 

@@ -20,8 +20,8 @@ and fails, so a caller that runs the SQL should try the next completion.
 >>> from graphix.decoding.prefix_checker import PrefixChecker
 >>> singer = Table("singer", "singer", (Column("age", "age", "number", "singer"),))
 >>> checker = PrefixChecker(Schema("music", (singer,)), with_db_id=False)
->>> complete_query(checker, "select t1.age from singer as t1 where ( t1.age >")
-'select t1.age from singer as t1 where ( t1.age > 1 )'
+>>> complete_query(checker, "select t1.age from singer as t1 where ( t1.age > 3")
+'select t1.age from singer as t1 where ( t1.age > 3 )'
 >>> complete_query(checker, "select avg ( t1.age )")
 'select avg ( t1.age ) from singer as t1'
 """
@@ -29,7 +29,9 @@ and fails, so a caller that runs the SQL should try the next completion.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from typing import NamedTuple
 
 from graphix.decoding import sql_lexer
 from graphix.decoding.prefix_checker import CheckerState, PrefixChecker
@@ -53,24 +55,46 @@ def completion_words(checker: PrefixChecker) -> tuple[str, ...]:
 
 def complete_query(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MAX_WORDS,
                    max_feeds: int = DEFAULT_MAX_FEEDS) -> str | None:
-    """Return the cheapest completion of `sql` (see `completions`), or None."""
+    """Return the cheapest completion of `sql` (see `ranked_completions`); None when `sql`
+    is already a complete query or no completion is found."""
+    if checker.accepts_query(sql):
+        return None
     return next(completions(checker, sql, max_words=max_words, max_feeds=max_feeds), None)
+
+
+class Completion(NamedTuple):
+    """A cut of a query, possibly with completion words added."""
+
+    sql: str
+    steps: int
+    """Completion steps added; 0 for a cut that is itself a complete query."""
+    cost: int
+    """Words dropped from the query plus steps added."""
 
 
 def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MAX_WORDS,
                 max_feeds: int = DEFAULT_MAX_FEEDS) -> Iterator[str]:
+    """Yield the SQL of `ranked_completions`, cheapest first."""
+    for completion in ranked_completions(checker, sql, max_words=max_words,
+                                         max_feeds=max_feeds):
+        yield completion.sql
+
+
+def ranked_completions(checker: PrefixChecker, sql: str, *,
+                       max_words: int = DEFAULT_MAX_WORDS,
+                       max_feeds: int = DEFAULT_MAX_FEEDS) -> Iterator[Completion]:
     """Yield `sql` cut at a word boundary and completed, cheapest first.
 
     The search tries every word boundary of `sql` after its first word (its end included)
     side by side. It yields completions by cost, where each word dropped from `sql` and
-    each step added costs 1; between equal costs, the one that drops fewer words comes
-    first. A step is one of `completion_words`; at most `max_words` steps are added. When
-    the search runs out of feeds, one-step completions at every cut, latest first, follow.
-    All of it feeds the checker at most `max_feeds` times in all, which bounds the time
-    (about 20 ms per 1,000 feeds). Nothing is yielded when `sql` is already complete. The
-    checker does not know every rule of SQLite (an aggregate of an outer query's column
-    inside a subquery fails only when it runs), so a caller that runs the SQL may try the
-    next completion.
+    each step added costs 1, and dropping the first ``from`` of `sql` costs 1 more;
+    between equal costs, the one that adds fewer steps comes first. `sql` itself is
+    never yielded. A step is one of `completion_words`; at most
+    `max_words` steps are added. When the search runs out of feeds, one-step completions
+    at every cut, latest first, follow. All of it feeds the checker at most `max_feeds`
+    times, which bounds the time (about 20 ms per 1,000 feeds). The checker does not know
+    every rule of SQLite (an aggregate of an outer query's column inside a subquery fails
+    only when it runs), so a caller that runs the SQL may try the next completion.
     """
     words = sql.split()
     boundaries: list[CheckerState] = []
@@ -81,14 +105,19 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
         if not state.ok:
             break
     else:
-        if checker.is_complete(state):
-            return
         boundaries.append(state)
 
+    # Steps that finish a partly written last word (``con`` of ``concert``) come first,
+    # so that they win ties with other steps of the same cost.
+    partial = words[-1].lower() if words else ""
+    ordered = sorted(completion_words(checker), key=lambda word: not (
+        partial and word.startswith(partial) and word != partial))
     steps_text = [(word, word if word in _CLOSING_QUOTES else " " + word)
-                  for word in completion_words(checker)]
+                  for word in ordered]
     tables = checker.index.table_columns
     last = len(boundaries) - 1
+    # Words after the first invalid one are dropped by every cut.
+    unread = len(words) - last
     # A* search: a node's cost is the words dropped from the beam plus the steps added,
     # and `_steps_needed` bounds the steps still to come from below. A complete query
     # goes back on the queue and is yielded when it comes off it, so completions come
@@ -96,17 +125,22 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
     queue, seen, order = [], set(), 0
     for cut in range(last, 0, -1):
         state = boundaries[cut]
+        order += 1
+        dropped = last - cut + unread
+        if dropped and checker.is_complete(state):
+            cost = dropped + _lost_from(words, cut, "")
+            queue.append((cost, 0, order, dropped, cut, state, "", True))
         needed = _steps_needed(state, tables)
         if needed is not None and (state.lexer, state.stack) not in seen:
             seen.add((state.lexer, state.stack))
             order += 1
-            queue.append((last - cut + needed, last - cut, order, 0, cut, state, "", False))
+            queue.append((dropped + needed, 0, order, dropped, cut, state, "", False))
     heapq.heapify(queue)
     budget = max_feeds * 3 // 4
     while queue and budget > 0:
-        cost, dropped, _, steps, cut, state, added, complete = heapq.heappop(queue)
+        cost, steps, _, dropped, cut, state, added, complete = heapq.heappop(queue)
         if complete:
-            yield " ".join(words[:cut]) + added
+            yield Completion(" ".join(words[:cut]) + added, steps, cost)
             continue
         if steps >= max_words:
             continue
@@ -117,8 +151,9 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
                 continue
             order += 1
             if checker.is_complete(extended):
-                heapq.heappush(queue, (dropped + steps + 1, dropped, order, steps + 1, cut,
-                                       extended, added + text, True))
+                cost = dropped + steps + 1 + _lost_from(words, cut, added + text)
+                heapq.heappush(queue, (cost, steps + 1, order, dropped, cut, extended,
+                                       added + text, True))
                 continue
             key = (extended.lexer, extended.stack)
             if key in seen:
@@ -127,10 +162,10 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
             needed = _steps_needed(extended, tables)
             if needed is None:
                 continue
-            heapq.heappush(queue, (dropped + steps + 1 + needed, dropped, order, steps + 1,
+            heapq.heappush(queue, (dropped + steps + 1 + needed, steps + 1, order, dropped,
                                    cut, extended, added + text, False))
     for entry in sorted(item for item in queue if item[7]):
-        yield " ".join(words[:entry[4]]) + entry[6]
+        yield Completion(" ".join(words[:entry[4]]) + entry[6], entry[1], entry[0])
     if not queue:
         return
     # The cheapest completions need more feeds than are left: a cut far back that one
@@ -142,7 +177,61 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
                 return
             budget -= 1
             if checker.is_complete(checker.feed(boundaries[cut], text)):
-                yield " ".join(words[:cut]) + text
+                yield Completion(" ".join(words[:cut]) + text, 1,
+                                 len(words) - cut + 1 + _lost_from(words, cut, text))
+
+
+def _lost_from(words: list[str], cut: int, added: str) -> int:
+    """Return 1 when cutting `words` at `cut` drops their first ``from`` and the added
+    text brings none back, else 0: without its table, a query rarely means anything."""
+    try:
+        first = next(position for position, word in enumerate(words) if word.lower() == "from")
+    except StopIteration:
+        return 0
+    return int(cut <= first and " from " not in added + " ")
+
+
+def completions_of_beams(checker: PrefixChecker, beams: Sequence[str], *,
+                        per_beam: int) -> list[tuple[int, Completion]]:
+    """Return up to `per_beam` completions and the two longest complete prefixes of each
+    of `beams` (best first) with the beam's index. They are ordered by cost plus the
+    beam's index, so that each place down the beam ranking costs one more word; between
+    equal totals the one that adds fewer steps, then the better beam, comes first."""
+    found = []
+    for index, sql in enumerate(beams):
+        ranked = list(islice(ranked_completions(checker, sql), per_beam))
+        # The cheapest completions often keep the part that makes a query fail in SQLite
+        # (``order by 3`` of one column), so the two longest complete prefixes join them.
+        words = len(sql.split())
+        for prefix in complete_prefixes(checker, sql)[:2]:
+            if all(prefix != completion.sql for completion in ranked):
+                ranked.append(Completion(prefix, 0, words - len(prefix.split())))
+        found.extend((completion.cost + index, completion.steps, index, completion)
+                     for completion in ranked)
+    found.sort(key=lambda item: item[:3])
+    return [(index, completion) for _, _, index, completion in found]
+
+
+def complete_prefixes(checker: PrefixChecker, sql: str) -> list[str]:
+    """Return the proper prefixes of `sql` that end between words and form a complete
+    query for `checker`'s schema, longest first.
+
+    >>> from graphix.schema import Column, Schema, Table
+    >>> singer = Table("singer", "singer", (Column("age", "age", "number", "singer"),))
+    >>> checker = PrefixChecker(Schema("music", (singer,)), with_db_id=False)
+    >>> complete_prefixes(checker, "select age from singer order by age desc limit")
+    ['select age from singer order by age desc', 'select age from singer order by age', 'select age from singer']
+    """
+    words = sql.split()
+    found = []
+    state = checker.initial()
+    for count, word in enumerate(words[:-1], start=1):
+        state = checker.feed(state, word if count == 1 else " " + word)
+        if not state.ok:
+            break
+        if checker.is_complete(state):
+            found.append(" ".join(words[:count]))
+    return found[::-1]
 
 
 def _steps_needed(state: CheckerState, tables: dict[str, frozenset[str]]) -> int | None:

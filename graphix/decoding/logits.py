@@ -27,7 +27,7 @@ over), which a weak model otherwise writes until the length limit cuts the query
 
 Where EOS ranks among a sequence's candidates but its query is not complete (``select
 t1.name from singer`` with ``t1`` never bound), the sequence may end there, with EOS's
-own score (`stop_early`), provided its last word is whole (not ``con`` of ``concert``). Forcing it on makes a weak model write on for a hundred tokens
+own score (`stop_early`). Forcing it on makes a weak model write on for a hundred tokens
 or more, mostly loops; the unfinished query is instead completed by the grammar after
 the search (`graphix.decoding.completion`), which takes milliseconds.
 """
@@ -167,8 +167,8 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         dead_end_score: the EOS score given to a sequence with no accepted candidate
             (default -1e4).
         stop_early: whether a sequence may end, where EOS ranks among its candidates,
-            although its query is not complete (default True); not before its first
-            result column or inside a word. Such a sequence is a valid prefix, and
+            although its query is not complete (default True), once its first result
+            column has begun. Such a sequence is a valid prefix, and
             `graphix.decoding.completion` finishes it after the search.
     """
 
@@ -342,7 +342,7 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         if token_id == self.eos_token_id:
             if checker.is_complete(state):
                 return True
-            if self.stop_early and checker.has_started(state) and checker.feed(state, " ").ok:
+            if self.stop_early and checker.has_started(state):
                 # The model may end an unfinished query: grammar completion finishes it
                 # after the search, rather than the model being forced to go on.
                 self.early_stops.add(prefix)
