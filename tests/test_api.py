@@ -177,18 +177,20 @@ def fake_beams(monkeypatch, *sqls):
 
 
 def test_constrained_answer_cuts_to_complete_query(tiny, monkeypatch):
-    # The first beam needs a word dropped and one added (cost 2); the second is cut
-    # after a complete query (cost 1, plus 1 for its place). The tie goes to the cut,
-    # which adds no word; when the first beam's cost grows, the cut wins on its own.
+    # The first beam needs a word dropped and one added: cost 2. The second is cut after
+    # a complete query: cost 1, plus 1 for its place. The tie goes to the cut, because
+    # it adds no word. When the first beam costs more, the cut wins on its own.
     fake_beams(monkeypatch, "select title from bo", "select count(*) from book where")
     answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, constrained=True)
     assert answer.sql == "select count(*) from book"
-    assert not answer.completed and not answer.incomplete
+    assert not answer.completed
+    assert not answer.incomplete
 
     fake_beams(monkeypatch, "select title , nme , nme from", "select count(*) from book where")
     answer = tiny.ask("How many books?", DEMO_DB, num_beams=2, constrained=True)
     assert answer.sql == "select count(*) from book"
-    assert not answer.completed and not answer.incomplete
+    assert not answer.completed
+    assert not answer.incomplete
     assert answer.error is None
     assert answer.rows == [(12,)]
 
@@ -198,7 +200,8 @@ def test_constrained_answer_completed_by_grammar(tiny, monkeypatch, capsys):
     answer = tiny.ask("How many?", DEMO_DB, num_beams=2, constrained=True)
     assert answer.completed and not answer.incomplete
     assert answer.sql == "select count(*), avg ( 1 )"
-    assert answer.error is None and answer.rows == [(1, 1.0)]
+    assert answer.error is None
+    assert answer.rows == [(1, 1.0)]
 
     code = main(["ask", "--db", str(DEMO_DB), "--model", str(tiny.model_dir), "How many?"])
     assert code == 0

@@ -86,7 +86,9 @@ def test_cuts_beam_to_runnable_prefix(database, schema):
     # Cutting `5 6` costs two words; no added word makes `limit 1 5` valid.
     choice = choose_executable(["music | select name from singer limit 1 5 6"], schema,
                                database)
-    assert choice.cut and not choice.completed and not choice.fallback
+    assert choice.cut
+    assert not choice.completed
+    assert not choice.fallback
     assert choice.sql == "select name from singer limit 1"
 
     # The cheap completions keep `order by 3`, which fails in SQLite with one result
@@ -101,8 +103,8 @@ def test_choice_ranks_cuts_across_beams(database, schema):
              "music | select name from singer where age > 30 order by age , age , ag",
              "music | select count ( * ) from singer where"]
     choice = choose_executable(beams, schema, database)
-    # Beam 1 is cut by two words (cost 2, plus 1 for its place); beam 0 drops three words
-    # and adds one, and beam 2 drops one word but sits two places down.
+    # Beam 1 is cut by two words: cost 2, plus 1 for its place. Beam 0 drops three words
+    # and adds one. Beam 2 drops one word, plus 2 for its place.
     assert choice.index == 1
     assert choice.cut and not choice.completed
     assert choice.sql == "select name from singer where age > 30 order by age , age"
@@ -112,7 +114,9 @@ def test_choice_ranks_cuts_across_beams(database, schema):
 def test_completion_search_can_be_turned_off(database, schema):
     beams = ["music | select name from singer where age > 30 and"]
     choice = choose_executable(beams, schema, database, max_completions=0)
-    assert choice.fallback and not choice.cut and not choice.completed
+    assert choice.fallback
+    assert not choice.cut
+    assert not choice.completed
     assert choice.sql == "select name from singer where age > 30 and"
 
 
@@ -121,7 +125,9 @@ def test_completes_beam_when_no_prefix_runs(database, schema):
     beams = ["music | select avg ( t1.age ) , count ( * ) from singer as t2 join",
              "music | select nme from singer"]
     choice = choose_executable(beams, schema, database)
-    assert choice.completed and not choice.cut and not choice.fallback
+    assert choice.completed
+    assert not choice.cut
+    assert not choice.fallback
     assert choice.index == 0
     assert choice.sql == ("select avg ( t1.age ) , count ( * ) from singer as t2 join singer "
                           "as t1")

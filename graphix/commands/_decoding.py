@@ -14,6 +14,5 @@ def add_decoding_arguments(parser: argparse.ArgumentParser, *, constrained: bool
                              f"{'on' if constrained else 'off'})")
     parser.add_argument("--execution-guided", action="store_true",
                         help="return the best beam that names only schema items and runs "
-                             "without error, else the longest runnable complete prefix of "
-                             "a beam, else a runnable grammar completion of a beam (use "
-                             "with --beams > 1)")
+                             "without error, else the cheapest cut or grammar completion "
+                             "of a beam that runs (use with --beams > 1)")

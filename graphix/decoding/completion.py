@@ -38,7 +38,7 @@ from graphix.decoding.prefix_checker import CheckerState, PrefixChecker
 from graphix.decoding.sql_grammar import ArgsFrame, ListFrame, ParenFrame, SelectFrame
 
 DEFAULT_MAX_WORDS = 8
-DEFAULT_MAX_FEEDS = 20_000
+DEFAULT_MAX_FEEDS = 1_500
 _CLOSING_QUOTES = ("'", '"')
 _WORDS = (")",) + _CLOSING_QUOTES + ("1", "*", "by", "and", "null", "select")
 _ALIAS_NAMES = frozenset(f"t{number}" for number in range(1, 10))
@@ -63,7 +63,7 @@ def complete_query(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT
 
 
 class Completion(NamedTuple):
-    """A cut of a query, possibly with completion words added."""
+    """One cut of a query, possibly with completion words added."""
 
     sql: str
     steps: int
@@ -82,17 +82,19 @@ def completions(checker: PrefixChecker, sql: str, *, max_words: int = DEFAULT_MA
 
 def ranked_completions(checker: PrefixChecker, sql: str, *,
                        max_words: int = DEFAULT_MAX_WORDS,
-                       max_feeds: int = DEFAULT_MAX_FEEDS) -> Iterator[Completion]:
+                       max_feeds: int = DEFAULT_MAX_FEEDS,
+                       max_cost: float = float("inf")) -> Iterator[Completion]:
     """Yield `sql` cut at a word boundary and completed, cheapest first.
 
     The search tries every word boundary of `sql` after its first word (its end included)
-    side by side. It yields completions by cost, where each word dropped from `sql` and
-    each step added costs 1, and dropping the first ``from`` of `sql` costs 1 more;
-    between equal costs, the one that adds fewer steps comes first. `sql` itself is
+    side by side. It yields completions by cost: each word dropped from `sql` and each
+    step added costs 1, and dropping the first ``from`` of `sql` costs 1 more. Between
+    equal costs, the one that adds fewer steps comes first. `sql` itself is
     never yielded. A step is one of `completion_words`; at most
     `max_words` steps are added. When the search runs out of feeds, one-step completions
-    at every cut, latest first, follow. All of it feeds the checker at most `max_feeds`
-    times, which bounds the time (about 20 ms per 1,000 feeds). The checker does not know
+    at every cut, latest first, follow. Nothing costing more than `max_cost` is yielded.
+    Each of the two phases feeds the checker at most `max_feeds` times, which bounds the
+    time (about 20 ms per 1,000 feeds). The checker does not know
     every rule of SQLite (an aggregate of an outer query's column inside a subquery fails
     only when it runs), so a caller that runs the SQL may try the next completion.
     """
@@ -136,9 +138,11 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
             order += 1
             queue.append((dropped + needed, 0, order, dropped, cut, state, "", False))
     heapq.heapify(queue)
-    budget = max_feeds * 3 // 4
+    budget = max_feeds
     while queue and budget > 0:
         cost, steps, _, dropped, cut, state, added, complete = heapq.heappop(queue)
+        if cost > max_cost:
+            return
         if complete:
             yield Completion(" ".join(words[:cut]) + added, steps, cost)
             continue
@@ -170,15 +174,15 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
         return
     # The cheapest completions need more feeds than are left: a cut far back that one
     # step completes (``select count ( * ) ,`` with ``1``) still finishes the query.
-    budget += max_feeds // 4
+    budget = max_feeds
     for cut in range(last, 0, -1):
         for word, text in steps_text:
             if budget <= 0:
                 return
             budget -= 1
-            if checker.is_complete(checker.feed(boundaries[cut], text)):
-                yield Completion(" ".join(words[:cut]) + text, 1,
-                                 len(words) - cut + 1 + _lost_from(words, cut, text))
+            cost = len(words) - cut + 1 + _lost_from(words, cut, text)
+            if cost <= max_cost and checker.is_complete(checker.feed(boundaries[cut], text)):
+                yield Completion(" ".join(words[:cut]) + text, 1, cost)
 
 
 def _lost_from(words: list[str], cut: int, added: str) -> int:
@@ -195,11 +199,15 @@ def completions_of_beams(checker: PrefixChecker, beams: Sequence[str], *,
                         per_beam: int) -> list[tuple[int, Completion]]:
     """Return up to `per_beam` completions and the two longest complete prefixes of each
     of `beams` (best first) with the beam's index. They are ordered by cost plus the
-    beam's index, so that each place down the beam ranking costs one more word; between
-    equal totals the one that adds fewer steps, then the better beam, comes first."""
+    beam's index, so that each place down the beam ranking costs one more word. Between
+    equal totals, the one that adds fewer steps comes first, then the better beam."""
     found = []
+    best = float("inf")
     for index, sql in enumerate(beams):
-        ranked = list(islice(ranked_completions(checker, sql), per_beam))
+        if index > best:
+            break  # every later beam costs more than the best found so far
+        ranked = list(islice(ranked_completions(checker, sql, max_cost=best - index),
+                             per_beam))
         # The cheapest completions often keep the part that makes a query fail in SQLite
         # (``order by 3`` of one column), so the two longest complete prefixes join them.
         words = len(sql.split())
@@ -208,6 +216,7 @@ def completions_of_beams(checker: PrefixChecker, beams: Sequence[str], *,
                 ranked.append(Completion(prefix, 0, words - len(prefix.split())))
         found.extend((completion.cost + index, completion.steps, index, completion)
                      for completion in ranked)
+        best = min([best] + [completion.cost + index for completion in ranked])
     found.sort(key=lambda item: item[:3])
     return [(index, completion) for _, _, index, completion in found]
 
