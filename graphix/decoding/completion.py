@@ -89,25 +89,17 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
     The search tries every word boundary of `sql` after its first word (its end included)
     side by side. It yields completions by cost: each word dropped from `sql` and each
     step added costs 1, and dropping the first ``from`` of `sql` costs 1 more. Between
-    equal costs, the one that adds fewer steps comes first. `sql` itself is
-    never yielded. A step is one of `completion_words`; at most
-    `max_words` steps are added. When the search runs out of feeds, one-step completions
-    at every cut, latest first, follow. Nothing costing more than `max_cost` is yielded.
-    Each of the two phases feeds the checker at most `max_feeds` times, which bounds the
-    time (about 20 ms per 1,000 feeds). The checker does not know
-    every rule of SQLite (an aggregate of an outer query's column inside a subquery fails
-    only when it runs), so a caller that runs the SQL may try the next completion.
+    equal costs, the one that adds fewer steps comes first. `sql` itself is never yielded.
+    A step is one of `completion_words`; at most `max_words` steps are added. When the
+    search runs out of feeds, one-step completions at every cut, latest first, follow.
+    Nothing costing more than `max_cost` is yielded. Each of the two phases feeds the
+    checker at most `max_feeds` times, which bounds the time (about 20 ms per 1,000 feeds on the development machine). The checker does not
+    know every rule of SQLite (an aggregate of an outer query's column inside a subquery
+    fails only when it runs), so execution-guided choice runs several completions.
     """
     words = sql.split()
-    boundaries: list[CheckerState] = []
-    state = checker.initial()
-    for position, word in enumerate(words):
-        boundaries.append(state)
-        state = checker.feed(state, word if position == 0 else " " + word)
-        if not state.ok:
-            break
-    else:
-        boundaries.append(state)
+    boundaries = _word_boundaries(checker, words)
+    first_from = _first_from(words)
 
     # Steps that finish a partly written last word (``con`` of ``concert``) come first,
     # so that they win ties with other steps of the same cost.
@@ -130,7 +122,7 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
         order += 1
         dropped = last - cut + unread
         if dropped and checker.is_complete(state):
-            cost = dropped + _lost_from(words, cut, "")
+            cost = dropped + _lost_from(first_from, cut, "")
             queue.append((cost, 0, order, dropped, cut, state, "", True))
         needed = _steps_needed(state, tables)
         if needed is not None and (state.lexer, state.stack) not in seen:
@@ -155,7 +147,7 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
                 continue
             order += 1
             if checker.is_complete(extended):
-                cost = dropped + steps + 1 + _lost_from(words, cut, added + text)
+                cost = dropped + steps + 1 + _lost_from(first_from, cut, added + text)
                 heapq.heappush(queue, (cost, steps + 1, order, dropped, cut, extended,
                                        added + text, True))
                 continue
@@ -168,7 +160,8 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
                 continue
             heapq.heappush(queue, (dropped + steps + 1 + needed, steps + 1, order, dropped,
                                    cut, extended, added + text, False))
-    for entry in sorted(item for item in queue if item[7]):
+    # Complete queries found before the budget ran out are still on the queue.
+    for entry in sorted(item for item in queue if item[7] and item[0] <= max_cost):
         yield Completion(" ".join(words[:entry[4]]) + entry[6], entry[1], entry[0])
     if not queue:
         return
@@ -180,19 +173,38 @@ def ranked_completions(checker: PrefixChecker, sql: str, *,
             if budget <= 0:
                 return
             budget -= 1
-            cost = len(words) - cut + 1 + _lost_from(words, cut, text)
+            cost = len(words) - cut + 1 + _lost_from(first_from, cut, text)
             if cost <= max_cost and checker.is_complete(checker.feed(boundaries[cut], text)):
                 yield Completion(" ".join(words[:cut]) + text, 1, cost)
 
 
-def _lost_from(words: list[str], cut: int, added: str) -> int:
-    """Return 1 when cutting `words` at `cut` drops their first ``from`` and the added
-    text brings none back, else 0: without its table, a query rarely means anything."""
-    try:
-        first = next(position for position, word in enumerate(words) if word.lower() == "from")
-    except StopIteration:
+def _word_boundaries(checker: PrefixChecker, words: list[str]) -> list[CheckerState]:
+    """Return the checker state before each word, and after the last one, up to the first
+    word the checker rejects."""
+    boundaries = []
+    state = checker.initial()
+    for position, word in enumerate(words):
+        boundaries.append(state)
+        state = checker.feed(state, word if position == 0 else " " + word)
+        if not state.ok:
+            return boundaries
+    boundaries.append(state)
+    return boundaries
+
+
+def _first_from(words: list[str]) -> int | None:
+    """Return the position of the first ``from`` among `words`, or None."""
+    return next((position for position, word in enumerate(words) if word.lower() == "from"),
+                None)
+
+
+def _lost_from(first_from: int | None, cut: int, added: str) -> int:
+    """Return 1 when a cut at `cut` drops the query's first ``from`` (at `first_from`) and
+    the added text brings none back, else 0, because without its table a query rarely
+    means anything."""
+    if first_from is None:
         return 0
-    return int(cut <= first and " from " not in added + " ")
+    return int(cut <= first_from and " from " not in added + " ")
 
 
 def completions_of_beams(checker: PrefixChecker, beams: Sequence[str], *,
@@ -210,10 +222,13 @@ def completions_of_beams(checker: PrefixChecker, beams: Sequence[str], *,
                              per_beam))
         # The cheapest completions often keep the part that makes a query fail in SQLite
         # (``order by 3`` of one column), so the two longest complete prefixes join them.
-        words = len(sql.split())
+        words = sql.split()
+        first_from = _first_from(words)
         for prefix in complete_prefixes(checker, sql)[:2]:
             if all(prefix != completion.sql for completion in ranked):
-                ranked.append(Completion(prefix, 0, words - len(prefix.split())))
+                cut = len(prefix.split())
+                cost = len(words) - cut + _lost_from(first_from, cut, "")
+                ranked.append(Completion(prefix, 0, cost))
         found.extend((completion.cost + index, completion.steps, index, completion)
                      for completion in ranked)
         best = min([best] + [completion.cost + index for completion in ranked])
@@ -232,15 +247,10 @@ def complete_prefixes(checker: PrefixChecker, sql: str) -> list[str]:
     ['select age from singer order by age desc', 'select age from singer order by age', 'select age from singer']
     """
     words = sql.split()
-    found = []
-    state = checker.initial()
-    for count, word in enumerate(words[:-1], start=1):
-        state = checker.feed(state, word if count == 1 else " " + word)
-        if not state.ok:
-            break
-        if checker.is_complete(state):
-            found.append(" ".join(words[:count]))
-    return found[::-1]
+    boundaries = _word_boundaries(checker, words)
+    last = min(len(boundaries), len(words)) - 1
+    return [" ".join(words[:cut]) for cut in range(last, 0, -1)
+            if checker.is_complete(boundaries[cut])]
 
 
 def _steps_needed(state: CheckerState, tables: dict[str, frozenset[str]]) -> int | None:

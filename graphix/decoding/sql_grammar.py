@@ -141,7 +141,8 @@ class NewNames(NamedTuple):
                 and digits.isascii() and digits.isdigit())
 
     def completions(self, prefix: str) -> list[str]:
-        """Return the new names one digit longer than `prefix`, or after the stem; else []."""
+        """Return the new names one digit longer than `prefix` (or than the stem), or an
+        empty list when no new name starts with `prefix`."""
         if self.stem.startswith(prefix):
             return [self.stem + digit for digit in "123456789"]
         if self.allows(prefix) and len(prefix) - len(self.stem) < self.max_digits:
@@ -635,8 +636,8 @@ class Grammar:
         it or it is a schema name."""
         if not self._may_be_new_name(name) and name not in self.index.schema_names:
             rule = self.new_names
-            raise Rejection(reason, f"{name[:20]!r} is not a schema name, and new names are "
-                                    f"{rule.stem!r} and 1 to {rule.max_digits} digits")
+            raise Rejection(reason, f"{name[:20]!r} is not a schema name, and new names run "
+                                    f"from {rule.stem}1 to {rule.stem}{'9' * rule.max_digits}")
         return name
 
     def _may_be_new_name(self, name: str) -> bool:
@@ -902,10 +903,8 @@ class Grammar:
     def _after(frame: ExprFrame, simple, reference: tuple | None = None) -> ExprFrame:
         """Record a finished operand; `reference` is ``(qualifier, column)`` for a column."""
         side = reference if frame.side is FRESH_SIDE else None
-        if side is not None and side == frame.against and not frame.self_comparison:
-            qualifier, column = side
-            name = column if qualifier is None else f"{qualifier}.{column}"
-            raise Rejection(RejectReason.SYNTAX, f"{name} is compared with itself")
+        if side is not None:
+            Grammar._check_not_itself(frame, side)
         simple = simple if frame.operands == 0 else None
         return frame._replace(state=E_AFTER, name="", operands=frame.operands + 1, simple=simple,
                               side=side)
@@ -949,8 +948,16 @@ class Grammar:
             return  # it may still be a qualifier: ``t1`` of ``t1.name``
         if name not in self.index.all_columns:
             raise self._missing(stack, None, name)
-        if (frame.against == (None, name) and frame.side is FRESH_SIDE
-                and not frame.self_comparison):
+        if frame.side is FRESH_SIDE:
+            self._check_not_itself(frame, (None, name))
+
+    @staticmethod
+    def _check_not_itself(frame: ExprFrame, reference: tuple) -> None:
+        """Reject `reference` as the right side's first operand when the left side is the
+        same column, unless the frame allows that."""
+        if reference == frame.against and not frame.self_comparison:
+            qualifier, column = reference
+            name = column if qualifier is None else f"{qualifier}.{column}"
             raise Rejection(RejectReason.SYNTAX, f"{name} is compared with itself")
 
     def _after_operand(self, stack: Stack, frame: ExprFrame, token: Token) -> tuple[Stack, bool]:
