@@ -70,8 +70,8 @@ class Answer:
     `error` explains why."""
     completed: bool = False
     """True when no beam was a complete query (or, with execution-guided choice, none ran),
-    and `sql` is a beam finished by grammar completion: the model did not write its last
-    words (`graphix.decoding.completion`)."""
+    and `sql` is a cut of a beam with words added by grammar completion, so the model did
+    not write its last words (`graphix.decoding.completion`)."""
 
     def to_dict(self) -> dict:
         return {"question": self.question, "sql": self.sql, "dialect": self.dialect,

@@ -37,7 +37,7 @@ def music() -> PrefixChecker:
 
 
 @pytest.fixture(scope="module")
-def music_any_alias() -> PrefixChecker:
+def music_loose() -> PrefixChecker:
     return PrefixChecker(MUSIC, strict=False)
 
 
@@ -141,8 +141,8 @@ VALID = [
 
 
 @pytest.mark.parametrize("sql", VALID)
-def test_checker_accepts_valid_query(music_any_alias, sql):
-    assert character_prefixes_accepted(music_any_alias, f"music | {sql}") is None
+def test_checker_accepts_valid_query(music_loose, sql):
+    assert character_prefixes_accepted(music_loose, f"music | {sql}") is None
 
 
 @pytest.mark.parametrize("sql", [

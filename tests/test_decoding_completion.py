@@ -34,7 +34,7 @@ def connection():
     ("select t1.name from", "select t1.name from singer as t1"),
     ("select avg ( t1.age ) , count ( * ) from concert as t2 join",
      "select avg ( t1.age ) , count ( * ) from concert as t2 join singer as t1"),
-    # Dropping `=` and adding `1` cost the same; the cut adds no word, so it wins.
+    # Dropping `=` and adding `1` cost the same, so the cut wins because it adds no word.
     ("select t1.name , t2.year from singer as t1 join concert as t2 on t1.singer_id =",
      "select t1.name , t2.year from singer as t1 join concert as t2 on t1.singer_id"),
     ("select t1.name from singer as t1 where t1.age > ( select",
@@ -85,7 +85,7 @@ def runs(connection, sql: str) -> bool:
 
 
 @pytest.mark.parametrize("sql", VALID)
-def test_every_cut_of_valid_query_completes_and_runs(checker, connection, sql):
+def test_valid_query_cuts_complete_and_run(checker, connection, sql):
     words = sql.split()
     for end in range(1, len(words)):
         prefix = " ".join(words[:end])

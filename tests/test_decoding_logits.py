@@ -110,7 +110,7 @@ def test_processor_allows_eos_after_complete_query(tokenizer):
     assert not torch.isfinite(masked[0, closing])
 
 
-def test_processor_lets_model_end_unfinished_query(tokenizer):
+def test_processor_allows_early_eos(tokenizer):
     eos = tokenizer.eos_token_id
     prefix = ids_of(tokenizer, "music | select name from")
     scores = scores_favoring(len(tokenizer), [eos])
@@ -166,12 +166,12 @@ def valid_next_tokens(tokenizer, text: str) -> list[int]:
             if piece and "  " not in text + piece and checker.feed(state, piece).ok]
 
 
-def test_processor_checks_candidates_in_beam_order(tokenizer):
+def test_processor_checks_in_beam_order(tokenizer):
     vocabulary = len(tokenizer)
     processor = SchemaConstrainedLogitsProcessor(tokenizer, [MUSIC], top_k=8)
     start = ids_of(tokenizer, "music | select")
     first, second = valid_next_tokens(tokenizer, "music | select")[:2]
-    # Step one: both beams hold the same prefix; two valid tokens lead, at -1 and -2.
+    # Step one: both beams contain the same prefix, and two valid tokens lead, at -1 and -2.
     processor(torch.tensor([start, start]), scores_favoring(vocabulary, [first, second]))
 
     # Step two: the beam with total -1 has four valid tokens at -1 to -4, enough for the
@@ -185,7 +185,8 @@ def test_processor_checks_candidates_in_beam_order(tokenizer):
                        torch.cat([row_scores, behind_scores]))
     assert torch.isfinite(masked[0]).sum() == 4
     assert not torch.isfinite(masked[1]).any()
-    assert processor.fallbacks == 0 and not processor.dead_ends
+    assert processor.fallbacks == 0
+    assert not processor.dead_ends
 
 
 def test_processor_ends_dead_sequence(tokenizer):
@@ -208,7 +209,8 @@ def test_processor_maps_beams_to_examples(tokenizer):
     masked = processor(rows, scores)
     # Two beams per example: rows 0-1 decode for music, rows 2-3 for shop. Beams with
     # the same prefix are one sequence, checked once, as at the first step of beam search.
-    assert torch.isfinite(masked[0]).any() and not torch.isfinite(masked[1]).any()
+    assert torch.isfinite(masked[0]).any()
+    assert not torch.isfinite(masked[1]).any()
     assert processor.dead_ends == {tuple(prefix)}
     assert masked[2, tokenizer.eos_token_id] == processor.dead_end_score
     assert not torch.isfinite(masked[3]).any()

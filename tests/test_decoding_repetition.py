@@ -55,7 +55,7 @@ def test_limits_must_be_positive():
 
 
 def test_processor_stops_a_loop(tokenizer):  # noqa: F811
-    # Two copies of " or age = 1" follow "where age = 1"; the token that ends the next
+    # Two copies of " or age = 1" follow "where age = 1", so the token that ends the next
     # " or" would complete a third copy. The grammar itself accepts it.
     looping = ids_of(tokenizer, "music | select name from singer where age = 1 or age = 1 "
                                 "or age = 1 or")

@@ -94,7 +94,7 @@ def test_generated_writes_change_nothing(tiny, db_folder, monkeypatch):
     answer = tiny.ask("How many books?", database, num_beams=len(WRITES))
     assert answer.error is not None
     assert not answer.rows
-    # Execution-guided choice runs no write; it finishes the read-only start of a beam.
+    # Execution-guided choice runs no write. It finishes the read-only start of a beam.
     answer = tiny.ask("How many books?", database, num_beams=len(WRITES),
                       execution_guided=True)
     assert answer.completed and answer.sql == "SELECT 1"

@@ -212,7 +212,8 @@ class SchemaConstrainedLogitsProcessor(LogitsProcessor):
         """Candidate tokens rejected by the repetition guard."""
         self.stop_early = stop_early
         self.early_stops: set[tuple[int, ...]] = set()
-        """Token-id prefixes (with the decoder start token) that the model ended unfinished."""
+        """Token-id prefixes (with the decoder start token) after which EOS was allowed
+        although the query was not complete."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         rows, vocabulary = scores.shape
